@@ -1,0 +1,1 @@
+"""Data: the attribute ontology, FaceForge, shards, real-set importers."""

@@ -1,0 +1,1 @@
+"""data/faceforge package."""
