@@ -16,6 +16,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=None, help="image size: 64, 128 or 256")
     p.add_argument("--out", required=True, help="output folder (resumes an interrupted build)")
+    p.add_argument("--shard-size", type=int, default=None, help="records per shard")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.set_defaults(func=_build)
 

@@ -161,6 +161,10 @@ def build_dataset(
     p = get_preset(preset)
     if size is not None:
         p = BuildPreset(**{**asdict(p), "size": size})
+    if shard_size is not None:
+        if shard_size < 1:
+            raise UserError(f"--shard-size must be positive, got {shard_size}")
+        p = BuildPreset(**{**asdict(p), "shard_size": shard_size})
     if p.size not in (64, 128, 256):
         raise UserError(f"image size must be 64, 128 or 256, got {p.size}")
     num = p.num if num is None else num
