@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unif2ace.data.cli",
     "unif2ace.data.importers.cli",
     "unif2ace.tokenizer.cli",
+    "unif2ace.demo",
 )
 
 

@@ -29,6 +29,14 @@ def run_demo(args: argparse.Namespace) -> int:
     data = out / f"faceforge-{args.num}-seed{args.seed}"
     manifest = build_dataset(data, preset="small", num=args.num, seed=args.seed, progress=False)
     sheet = show_dataset(data, out / "faceforge_contact_sheet.png", split="train", num=64)
-    print(json.dumps({"data": str(data), "counts": manifest["counts"],
-                      "contact_sheet": str(sheet), "seconds": round(time.time() - t0, 1)}))
+    print(
+        json.dumps(
+            {
+                "data": str(data),
+                "counts": manifest["counts"],
+                "contact_sheet": str(sheet),
+                "seconds": round(time.time() - t0, 1),
+            }
+        )
+    )
     return 0

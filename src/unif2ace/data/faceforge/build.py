@@ -155,6 +155,7 @@ def build_dataset(
     seed: int = 0,
     workers: int = 1,
     size: int | None = None,
+    shard_size: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Build (or resume building) a FaceForge data set; returns its manifest."""
