@@ -1,0 +1,287 @@
+"""MAGVIT-v2-style convolutional autoencoder with lookup-free quantisation.
+
+Encoder: conv -> [res blocks, stride-2 conv] per level -> mid res blocks -> GroupNorm/SiLU ->
+1x1 conv to ``codebook_bits`` channels -> :class:`~unif2ace.tokenizer.lfq.LFQ`. The decoder
+mirrors it with nearest-neighbour upsampling. MAGVIT-v2 (Yu et al., 2023, Sec. 3.2 and
+Appendix) uses the same residual conv design (no attention) and an LFQ bottleneck.
+
+Images are ``(B, 3, H, W)`` in ``[-1, 1]``; codes are ``(B, H/f, W/f)`` int64 in
+``[0, 2^bits)`` with ``f = 2^(len(channel_mult) - 1)``.
+
+Checkpoints are a folder with ``model.safetensors`` and ``config.json`` (never pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import UserError
+from .lfq import LFQ, LFQOutput, codes_to_bits
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Shape and loss weights of the LFQ autoencoder (saved as ``config.json``).
+
+    ``channel_mult`` has one entry per resolution level; every level but the last halves the
+    resolution, so the downsampling factor is ``2^(len(channel_mult) - 1)``.
+    """
+
+    resolution: int = 128
+    in_channels: int = 3
+    base_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 2
+    codebook_bits: int = 12
+    entropy_weight: float = 0.1
+    commitment_weight: float = 0.25
+    entropy_gamma: float = 1.0
+    inv_temperature: float = 1.0
+    entropy_groups: int = 1
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.channel_mult) - 1)
+
+    @property
+    def grid(self) -> int:
+        """Side of the token grid (tokens per image = ``grid**2``)."""
+        return self.resolution // self.downsample
+
+    @property
+    def codebook_size(self) -> int:
+        return 2**self.codebook_bits
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channel_mult"] = list(self.channel_mult)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TokenizerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known - {"type", "downsample", "grid", "codebook_size"})
+        if unknown:
+            raise UserError(f"unknown tokenizer config keys {unknown}; valid: {sorted(known)}")
+        kw = {k: v for k, v in d.items() if k in known}
+        if "channel_mult" in kw:
+            kw["channel_mult"] = tuple(kw["channel_mult"])
+        return cls(**kw)
+
+
+# Presets. `small` = the CPU default: 128 px, f=8 -> 16x16 = 256 tokens of 12 bits. Measured
+# on FaceForge renders: at 64 px eye colour covers ~5 px and only 27% of its 128-px signal
+# survives a 64-px bottleneck (moles 61%, earrings 53%), so 64 px/f=4 would lose the fine
+# attributes before any quantisation; 256 tokens keep the model's sequences at ~320 tokens.
+# `paper` = MAGVIT-v2 / Show-o shape (8,192 codes, f=16, 256 px; widths of Open-MAGVIT2's
+# 256-px image tokenizer: 128 channels, multipliers 1-1-2-2-4, 4 residual blocks per level).
+PRESETS: dict[str, TokenizerConfig] = {
+    "tiny": TokenizerConfig(
+        resolution=32, base_channels=16, channel_mult=(1, 2), num_res_blocks=1, codebook_bits=6
+    ),
+    "small": TokenizerConfig(
+        resolution=128,
+        base_channels=32,
+        channel_mult=(1, 2, 2, 4),
+        num_res_blocks=2,
+        codebook_bits=12,
+        entropy_groups=2,
+    ),
+    "paper": TokenizerConfig(
+        resolution=256,
+        base_channels=128,
+        channel_mult=(1, 1, 2, 2, 4),
+        num_res_blocks=4,
+        codebook_bits=13,
+        entropy_groups=2,
+    ),
+}
+
+
+def preset_config(name: str) -> TokenizerConfig:
+    """The :class:`TokenizerConfig` of a named preset (``tiny``, ``small``, ``paper``)."""
+    if name not in PRESETS:
+        raise UserError(f"unknown tokenizer preset {name!r}; valid: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _groups(channels: int) -> int:
+    """Largest group count <= 32 dividing ``channels`` (GroupNorm)."""
+    return next(g for g in range(min(32, channels), 0, -1) if channels % g == 0)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv x2 with a (1x1 if needed) skip; ``(B, Cin, H, W) -> (B, Cout, H, W)``."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2 = nn.GroupNorm(_groups(c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x_BCHW)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x_BCHW) + h
+
+
+class Encoder(nn.Module):
+    """Images ``(B, 3, H, W)`` -> continuous latents ``(B, bits, H/f, W/f)``."""
+
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__()
+        chans = [cfg.base_channels * m for m in cfg.channel_mult]
+        self.conv_in = nn.Conv2d(cfg.in_channels, chans[0], 3, padding=1)
+        blocks: list[nn.Module] = []
+        c = chans[0]
+        for level, c_out in enumerate(chans):
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(ResBlock(c, c_out))
+                c = c_out
+            if level < len(chans) - 1:
+                blocks.append(nn.Conv2d(c, c, 4, stride=2, padding=1))
+        blocks += [ResBlock(c, c), ResBlock(c, c)]
+        self.blocks = nn.Sequential(*blocks)
+        self.norm_out = nn.GroupNorm(_groups(c), c)
+        self.conv_out = nn.Conv2d(c, cfg.codebook_bits, 1)
+
+    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.conv_in(x_BCHW))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Upsample(nn.Module):
+    """Nearest x2 then 3x3 conv."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x_BCHW, scale_factor=2.0, mode="nearest"))
+
+
+class Decoder(nn.Module):
+    """Quantised latents ``(B, bits, h, w)`` -> images ``(B, 3, h·f, w·f)`` (unbounded)."""
+
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__()
+        chans = [cfg.base_channels * m for m in cfg.channel_mult][::-1]
+        c = chans[0]
+        self.conv_in = nn.Conv2d(cfg.codebook_bits, c, 3, padding=1)
+        blocks: list[nn.Module] = [ResBlock(c, c), ResBlock(c, c)]
+        for level, c_out in enumerate(chans):
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(ResBlock(c, c_out))
+                c = c_out
+            if level < len(chans) - 1:
+                blocks.append(Upsample(c))
+        self.blocks = nn.Sequential(*blocks)
+        self.norm_out = nn.GroupNorm(_groups(c), c)
+        self.conv_out = nn.Conv2d(c, cfg.in_channels, 3, padding=1)
+
+    def forward(self, z_BDHW: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.conv_in(z_BDHW))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+@dataclass
+class AutoencoderOutput:
+    """Result of :meth:`LFQAutoencoder.forward`: reconstruction ``(B, 3, H, W)`` and LFQ terms."""
+
+    recon_BCHW: torch.Tensor
+    lfq: LFQOutput
+
+
+class LFQAutoencoder(nn.Module):
+    """The image tokenizer: ``encode`` images to codes, ``decode`` codes to images."""
+
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__()
+        if cfg.resolution % cfg.downsample:
+            raise UserError(
+                f"resolution {cfg.resolution} is not divisible by the downsampling factor "
+                f"{cfg.downsample}; change resolution or channel_mult"
+            )
+        self.config = cfg
+        self.encoder = Encoder(cfg)
+        self.quantizer = LFQ(
+            cfg.codebook_bits,
+            entropy_weight=cfg.entropy_weight,
+            commitment_weight=cfg.commitment_weight,
+            gamma=cfg.entropy_gamma,
+            inv_temperature=cfg.inv_temperature,
+            entropy_groups=cfg.entropy_groups,
+        )
+        self.decoder = Decoder(cfg)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def forward(self, images_BCHW: torch.Tensor) -> AutoencoderOutput:
+        """Encode, quantise (straight-through) and decode, for training."""
+        lfq = self.quantizer(self.encoder(images_BCHW))
+        return AutoencoderOutput(self.decoder(lfq.quantized_BDHW), lfq)
+
+    @torch.no_grad()
+    def encode(self, images_BCHW: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` in ``[-1, 1]`` -> codes ``(B, H/f, W/f)`` int64."""
+        if images_BCHW.ndim != 4 or images_BCHW.shape[1] != self.config.in_channels:
+            raise UserError(
+                f"encode expects images (B, {self.config.in_channels}, H, W), got "
+                f"{tuple(images_BCHW.shape)}"
+            )
+        return self.quantizer(self.encoder(images_BCHW)).codes_BHW
+
+    @torch.no_grad()
+    def decode(self, codes_BHW: torch.Tensor) -> torch.Tensor:
+        """Codes ``(B, h, w)`` -> images ``(B, 3, h·f, w·f)`` clamped to ``[-1, 1]``."""
+        if codes_BHW.min() < 0 or codes_BHW.max() >= self.codebook_size:
+            raise UserError(f"codes must lie in [0, {self.codebook_size}); got ids outside")
+        z = codes_to_bits(codes_BHW, self.config.codebook_bits).to(self.decoder.conv_in.weight)
+        return self.decoder(z).float().clamp(-1.0, 1.0)
+
+    # --- persistence -------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``model.safetensors`` and ``config.json`` into ``directory`` (atomic renames)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        tmp = d / "model.safetensors.tmp"
+        save_file(state, str(tmp))
+        tmp.replace(d / "model.safetensors")
+        cfg = {"type": "lfq_autoencoder", **self.config.to_dict()}
+        (d / "config.json.tmp").write_text(json.dumps(cfg, indent=2))
+        (d / "config.json.tmp").replace(d / "config.json")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> LFQAutoencoder:
+        """Load a tokenizer saved by :meth:`save_pretrained`."""
+        d = Path(directory)
+        if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():
+            raise UserError(
+                f"{d} is not an image tokenizer folder (needs config.json and "
+                "model.safetensors); train one with `unif2ace train tokenizer`"
+            )
+        cfg = TokenizerConfig.from_dict(json.loads((d / "config.json").read_text()))
+        model = cls(cfg)
+        model.load_state_dict(load_file(str(d / "model.safetensors"), device=device))
+        return model.to(device).eval()
+
+
+def build_tokenizer(preset: str | TokenizerConfig = "small", **overrides) -> LFQAutoencoder:
+    """Build an untrained :class:`LFQAutoencoder` from a preset name or config (+ overrides)."""
+    cfg = preset_config(preset) if isinstance(preset, str) else preset
+    if overrides:
+        cfg = TokenizerConfig.from_dict({**cfg.to_dict(), **overrides})
+    return LFQAutoencoder(cfg)

@@ -1,0 +1,194 @@
+"""Tokenizer commands: ``train tokenizer``, ``train text-tokenizer``, ``data pretokenize``
+and the top-level ``eval-tokenizer``. Heavy imports happen inside the handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(groups: dict[str, argparse._SubParsersAction]) -> None:
+    """Add the tokenizer commands to the command groups (see ``unif2ace.cli``)."""
+    _add_train_tokenizer(groups["train"])
+    _add_train_text(groups["train"])
+    _add_pretokenize(groups["data"])
+    _add_eval(groups["top"])
+
+
+def _add_train_tokenizer(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tokenizer",
+        help="train the LFQ image tokenizer (resumes automatically)",
+        description="Train the LFQ image tokenizer. Rerunning with the same --out resumes "
+        "exactly from the last checkpoint.",
+    )
+    p.add_argument("--preset", default="small", help="tiny | small | paper (default: small)")
+    p.add_argument("--data", required=True, help="data set folder (DIR/<split>/shard-*.parquet)")
+    p.add_argument("--out", required=True, help="run folder (checkpoint/, tokenizer/, samples/)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is default)"
+    )
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tokenizer config field, e.g. --set base_channels=64",
+    )
+    p.set_defaults(func=_run_train_tokenizer)
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    from ..errors import UserError
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _run_train_tokenizer(args: argparse.Namespace) -> int:
+    from ..data.shards import list_shards
+    from .autoencoder import TokenizerConfig, preset_config
+    from .images import ImageStream
+    from .train_image import TrainConfig, check_data, train_tokenizer
+
+    cfg = preset_config(args.preset)
+    overrides = _parse_overrides(args.set)
+    if overrides:
+        cfg = TokenizerConfig.from_dict({**cfg.to_dict(), **overrides})
+    shards = list_shards(args.data, args.split)
+    check_data(shards, Path(args.data), args.split)
+    held_out = list_shards(args.data, "val") or list_shards(args.data, "test") or shards
+    samples = ImageStream(held_out, cfg.resolution, 8, shuffle=False).next_batch()
+    tcfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        bf16=not args.no_bf16,
+        seed=args.seed,
+        log_every=args.log_every,
+        sample_every=args.sample_every,
+        ckpt_every=args.ckpt_every,
+    )
+    print(
+        f"training {args.preset} tokenizer: {cfg.resolution}px, f={cfg.downsample}, "
+        f"{cfg.grid}x{cfg.grid} tokens, {cfg.codebook_size} codes; {len(shards)} shards"
+    )
+    train_tokenizer(cfg, tcfg, shards, args.out, sample_images_BCHW=samples)
+    print(f"tokenizer saved to {Path(args.out) / 'tokenizer'}")
+    return 0
+
+
+def _add_train_text(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "text-tokenizer",
+        help="train the byte-level BPE text tokenizer",
+        description="Train a byte-level BPE on captions, prompts and VQA text.",
+    )
+    p.add_argument("--data", required=True, help="data set folder")
+    p.add_argument("--out", required=True, help="output folder (tokenizer.json)")
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument(
+        "--split", action="append", default=None, help="split(s) to read (default: train)"
+    )
+    p.set_defaults(func=_run_train_text)
+
+
+def _run_train_text(args: argparse.Namespace) -> int:
+    from .text import iter_corpus, train_text_tokenizer
+
+    tok = train_text_tokenizer(
+        iter_corpus(args.data, args.split or ["train"]), args.vocab_size, args.min_frequency
+    )
+    path = tok.save(args.out)
+    print(json.dumps({"tokenizer": str(path), "vocab_size": tok.vocab_size}))
+    return 0
+
+
+def _add_pretokenize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretokenize",
+        help="cache image codes next to the shards (resumable)",
+        description="Encode every image once with an image tokenizer and "
+        "store the codes in DATA/<split>/codes-<tokenizer hash>/.",
+    )
+    p.add_argument("--tokenizer", required=True, help="image tokenizer folder")
+    p.add_argument("--data", required=True, help="data set folder")
+    p.add_argument("--split", action="append", default=None, help="split(s) (default: all)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
+    p.set_defaults(func=_run_pretokenize)
+
+
+def _run_pretokenize(args: argparse.Namespace) -> int:
+    from .pretokenize import pretokenize
+
+    summary = pretokenize(args.tokenizer, args.data, args.split, args.batch_size, args.bf16)
+    print(json.dumps(summary))
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval-tokenizer",
+        help="PSNR, SSIM, codebook usage of an image tokenizer",
+        description="Evaluate an image tokenizer on a split; prints JSON.",
+    )
+    p.add_argument("--tokenizer", required=True, help="image tokenizer folder")
+    p.add_argument("--data", required=True, help="data set folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--json", default=None, help="also write the metrics to this file")
+    p.add_argument(
+        "--grid", default=None, help="write a PNG of originals (top) over reconstructions (bottom)"
+    )
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.shards import list_shards
+    from .autoencoder import LFQAutoencoder
+    from .evaluate import evaluate_tokenizer
+    from .images import iter_split_batches, save_grid
+    from .train_image import check_data
+
+    model = LFQAutoencoder.from_pretrained(args.tokenizer)
+    shards = list_shards(args.data, args.split)
+    check_data(shards, Path(args.data), args.split)
+    res = model.config.resolution
+    result = evaluate_tokenizer(
+        model, iter_split_batches(shards, res, args.batch_size), args.max_images, args.bf16
+    ).to_dict()
+    result.update(split=args.split, tokenizer=str(args.tokenizer))
+    if args.grid:
+        x = next(iter_split_batches(shards, res, 8))
+        with torch.no_grad():
+            save_grid([x, model.decode(model.encode(x))], args.grid)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0

@@ -1,0 +1,300 @@
+"""Training loop of the LFQ image tokenizer, with exact resume.
+
+Loss (MAGVIT-v2, Yu et al. 2023, Sec. 3.1 and Appendix; adversarial and perceptual terms
+omitted, see README): ``l1·|x - x̂| + l2·(x - x̂)^2 + entropy_weight·(E[H] - γ H(E))
++ commitment_weight·‖z - sg(q)‖²``.
+
+Resume: every checkpoint folder ``OUT/checkpoint`` holds the model and AdamW state
+(safetensors), the torch RNG state, the data-stream position and the step (``state.json``);
+it is written to a temporary folder and swapped in by renames, so a kill at any moment
+leaves a complete checkpoint. The learning rate is a pure function of the step (linear
+warm-up, cosine decay), so no scheduler object needs saving. Resuming from step k and
+training to N gives the same parameters as training to N in one go.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import UserError
+from .autoencoder import LFQAutoencoder, TokenizerConfig
+from .images import ImageStream, save_grid
+
+CKPT = "checkpoint"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of the tokenizer training run (saved in ``state.json``)."""
+
+    steps: int = 20_000
+    batch_size: int = 16
+    lr: float = 2e-4
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    l1_weight: float = 1.0
+    l2_weight: float = 1.0
+    bf16: bool = True
+    seed: int = 0
+    log_every: int = 10
+    sample_every: int = 500
+    ckpt_every: int = 250
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate at optimizer step ``step`` (0-based): linear warm-up then cosine decay."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos)
+
+
+def tokenizer_loss(
+    model: LFQAutoencoder, images_BCHW: torch.Tensor, cfg: TrainConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total training loss and its parts (floats, for logging)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        out = model(images_BCHW)
+    diff = out.recon_BCHW.float() - images_BCHW
+    l1, l2 = diff.abs().mean(), diff.pow(2).mean()
+    q = model.quantizer
+    loss = (
+        cfg.l1_weight * l1
+        + cfg.l2_weight * l2
+        + q.entropy_weight * out.lfq.entropy_loss
+        + q.commitment_weight * out.lfq.commit_loss
+    )
+    named = {
+        "loss": loss,
+        "l1": l1,
+        "l2": l2,
+        "entropy": out.lfq.entropy_loss,
+        "commit": out.lfq.commit_loss,
+        "sample_entropy": out.lfq.per_sample_entropy,
+        "codebook_entropy": out.lfq.codebook_entropy,
+    }
+    parts = {k: float(v.detach()) for k, v in named.items()}
+    return loss, parts
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+    )
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+def save_checkpoint(
+    out: Path,
+    model: LFQAutoencoder,
+    opt: torch.optim.Optimizer,
+    step: int,
+    stream: ImageStream,
+    cfg: TrainConfig,
+) -> None:
+    """Write ``out/checkpoint`` atomically (temp folder + renames)."""
+    tmp, final, old = out / f"{CKPT}.tmp", out / CKPT, out / f"{CKPT}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    sd = opt.state_dict()
+    tensors = {"rng.torch": torch.get_rng_state()}
+    for pid, st in sd["state"].items():
+        for name, value in st.items():
+            tensors[f"opt.{pid}.{name}"] = torch.as_tensor(value).detach().clone().contiguous()
+    save_file(tensors, str(tmp / "trainer.safetensors"))
+    state = {
+        "step": step,
+        "data": stream.state_dict(),
+        "train_config": asdict(cfg),
+        "param_groups": sd["param_groups"],
+    }
+    (tmp / "state.json").write_text(json.dumps(state, indent=2))
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(out: Path) -> Path | None:
+    """The complete checkpoint folder in ``out`` (``checkpoint``, else ``checkpoint.old``)."""
+    for name in (CKPT, f"{CKPT}.old"):
+        if (out / name / "state.json").is_file():
+            return out / name
+    return None
+
+
+def load_checkpoint(
+    ckpt: Path, model: LFQAutoencoder, opt: torch.optim.Optimizer, stream: ImageStream
+) -> int:
+    """Restore model, optimizer, RNG and data position; returns the step to continue from."""
+    state = json.loads((ckpt / "state.json").read_text())
+    model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+    tensors = load_file(str(ckpt / "trainer.safetensors"))
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            opt_state.setdefault(int(pid), {})[name] = value
+    opt.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    stream.load_state_dict(state["data"])
+    return int(state["step"])
+
+
+def _resumed_config(
+    ckpt: Path, model_cfg: TokenizerConfig, cfg: TrainConfig, log: Callable[[str], None]
+) -> TokenizerConfig:
+    """The checkpoint's tokenizer config; logs where it or the settings differ from the run's."""
+    saved = TokenizerConfig.from_dict(json.loads((ckpt / "config.json").read_text()))
+    if saved != model_cfg:
+        log(f"note: {ckpt} holds a tokenizer of another shape; continuing with its config")
+    changed = _changed_settings(ckpt, cfg)
+    if changed:
+        log(f"note: training settings differ from the checkpoint's: {changed}")
+    return saved
+
+
+def _changed_settings(ckpt: Path, cfg: TrainConfig) -> dict:
+    """Settings of ``cfg`` that differ from those saved in ``ckpt`` (name -> (old, new))."""
+    saved = json.loads((ckpt / "state.json").read_text()).get("train_config", {})
+    return {k: (saved[k], v) for k, v in asdict(cfg).items() if k in saved and saved[k] != v}
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop metric lines logged after ``step`` (they will be recomputed by the resumed run)."""
+    if path.is_file():
+        keep = [
+            ln
+            for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln).get("step", 0) <= step
+        ]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def _fmt_eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+# --- the loop ------------------------------------------------------------------------------
+def train_tokenizer(
+    model_cfg: TokenizerConfig,
+    cfg: TrainConfig,
+    train_shards: Sequence[str | Path],
+    out_dir: str | Path,
+    sample_images_BCHW: torch.Tensor | None = None,
+    stop_after: int | None = None,
+    log: Callable[[str], None] = print,
+) -> LFQAutoencoder:
+    """Train (or resume training of) an LFQ tokenizer; returns the model.
+
+    Args:
+        model_cfg: tokenizer shape (ignored when resuming: the checkpoint's config is used).
+        cfg: optimisation settings.
+        train_shards: parquet shard files of the training split.
+        out_dir: run folder: ``checkpoint/``, ``tokenizer/`` (latest weights for consumers),
+            ``metrics.jsonl``, ``samples/step-XXXXXXX.png`` (originals over reconstructions).
+        sample_images_BCHW: fixed images for the reconstruction grids (default: first batch).
+        stop_after: stop (after checkpointing) once this step is reached, as if killed.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = find_checkpoint(out)
+    if ckpt is not None:
+        model_cfg = _resumed_config(ckpt, model_cfg, cfg, log)
+    torch.manual_seed(cfg.seed)
+    model = LFQAutoencoder(model_cfg)
+    opt = make_optimizer(model, cfg)
+    stream = ImageStream(train_shards, model_cfg.resolution, cfg.batch_size, seed=cfg.seed)
+    step = load_checkpoint(ckpt, model, opt, stream) if ckpt is not None else 0
+    if ckpt is not None:
+        log(f"resuming from {ckpt} at step {step}")
+    _trim_metrics(out / "metrics.jsonl", step)
+    if sample_images_BCHW is None:
+        sample_images_BCHW = ImageStream(
+            train_shards, model_cfg.resolution, 8, shuffle=False
+        ).next_batch()
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    t0, start_step = time.time(), step
+    model.train()
+    while step < end:
+        images = stream.next_batch()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss, parts = tokenizer_loss(model, images, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0 or step == end:
+            _log_step(out, log, step, cfg, parts, float(gnorm), t0, start_step)
+        if step % cfg.sample_every == 0 or step == cfg.steps:
+            _write_samples(model, sample_images_BCHW, out / "samples" / f"step-{step:07d}.png")
+        if step % cfg.ckpt_every == 0 or step == end:
+            save_checkpoint(out, model, opt, step, stream, cfg)
+            model.save_pretrained(out / "tokenizer")
+    model.eval()
+    return model
+
+
+def _log_step(
+    out: Path,
+    log: Callable[[str], None],
+    step: int,
+    cfg: TrainConfig,
+    parts: dict[str, float],
+    gnorm: float,
+    t0: float,
+    start_step: int,
+) -> None:
+    elapsed = time.time() - t0
+    rate = (step - start_step) / max(elapsed, 1e-9)
+    eta = (cfg.steps - step) / max(rate, 1e-9)
+    rec = {
+        "step": step,
+        "lr": lr_at(step - 1, cfg),
+        "grad_norm": gnorm,
+        **parts,
+        "img_per_s": rate * cfg.batch_size,
+        "time": time.time(),
+    }
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    log(
+        f"step {step}/{cfg.steps} loss {parts['loss']:.4f} l1 {parts['l1']:.4f} "
+        f"ent {parts['entropy']:.3f} | {rate:.2f} step/s {rate * cfg.batch_size:.1f} img/s "
+        f"| ETA {_fmt_eta(eta)}"
+    )
+
+
+@torch.no_grad()
+def _write_samples(model: LFQAutoencoder, images_BCHW: torch.Tensor, path: Path) -> None:
+    was_training = model.training
+    model.eval()
+    recon = model.decode(model.encode(images_BCHW))
+    save_grid([images_BCHW, recon], path)
+    model.train(was_training)
+
+
+def check_data(shards: Sequence[Path], root: Path, split: str) -> None:
+    if not shards:
+        raise UserError(
+            f"no shards in {root / split}; build the data set with "
+            "`unif2ace data build --out DIR` first"
+        )

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+
+from unif2ace.errors import UserError
+from unif2ace.tokenizer.autoencoder import (
+    PRESETS,
+    LFQAutoencoder,
+    TokenizerConfig,
+    build_tokenizer,
+    preset_config,
+)
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    return build_tokenizer("tiny").eval()
+
+
+def test_encode_decode_shapes(tiny):
+    cfg = tiny.config
+    x = torch.rand(3, 3, cfg.resolution, cfg.resolution) * 2 - 1
+    codes = tiny.encode(x)
+    assert codes.shape == (3, cfg.grid, cfg.grid) and codes.dtype == torch.long
+    assert int(codes.min()) >= 0 and int(codes.max()) < cfg.codebook_size
+    y = tiny.decode(codes)
+    assert y.shape == x.shape and float(y.abs().max()) <= 1.0
+
+
+def test_presets_shapes():
+    assert preset_config("paper").codebook_size == 8192
+    assert preset_config("paper").downsample == 16 and preset_config("paper").grid == 16
+    assert preset_config("small").grid ** 2 == 256
+    with pytest.raises(UserError):
+        preset_config("huge")
+    assert set(PRESETS) == {"tiny", "small", "paper"}
+
+
+def test_save_load_round_trip_identical_codes(tiny, tmp_path):
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    tiny.save_pretrained(tmp_path / "tok")
+    cfg = json.loads((tmp_path / "tok" / "config.json").read_text())
+    assert cfg["codebook_bits"] == 6
+    assert not list((tmp_path / "tok").glob("*.tmp"))
+    loaded = LFQAutoencoder.from_pretrained(tmp_path / "tok")
+    assert loaded.config == tiny.config
+    assert torch.equal(loaded.encode(x), tiny.encode(x))
+    codes = tiny.encode(x)
+    assert torch.equal(loaded.decode(codes), tiny.decode(codes))
+
+
+def test_from_pretrained_errors(tmp_path):
+    with pytest.raises(UserError):
+        LFQAutoencoder.from_pretrained(tmp_path)
+    with pytest.raises(UserError):
+        TokenizerConfig.from_dict({"resolution": 32, "bogus": 1})
+
+
+def test_decode_rejects_out_of_range(tiny):
+    with pytest.raises(UserError):
+        tiny.decode(torch.full((1, 16, 16), 64))
+
+
+def test_forward_gradients_flow_to_encoder(tiny):
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    out = tiny(x)
+    (out.recon_BCHW - x).abs().mean().backward()
+    assert tiny.encoder.conv_in.weight.grad is not None
+    assert float(tiny.encoder.conv_in.weight.grad.abs().sum()) > 0
