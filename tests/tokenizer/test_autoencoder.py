@@ -69,3 +69,17 @@ def test_forward_gradients_flow_to_encoder(tiny):
     (out.recon_BCHW - x).abs().mean().backward()
     assert tiny.encoder.conv_in.weight.grad is not None
     assert float(tiny.encoder.conv_in.weight.grad.abs().sum()) > 0
+
+
+def test_space_to_depth_stem_keeps_the_token_grid_and_roundtrips_shapes():
+    import torch
+
+    from unif2ace.tokenizer.autoencoder import build_tokenizer
+
+    m = build_tokenizer("tiny", patch_size=2)
+    assert m.config.downsample == 4 and m.config.grid == 8
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    codes = m.encode(x)
+    assert codes.shape == (2, 8, 8)
+    assert m.decode(codes).shape == (2, 3, 32, 32)
+    assert m(x).recon_BCHW.shape == x.shape

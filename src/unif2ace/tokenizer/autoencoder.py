@@ -45,10 +45,14 @@ class TokenizerConfig:
     entropy_gamma: float = 1.0
     inv_temperature: float = 1.0
     entropy_groups: int = 1
+    # Space-to-depth stem: the encoder starts with pixel_unshuffle(patch_size) and the decoder
+    # ends with pixel_shuffle(patch_size), so no conv runs at full resolution (lossless
+    # rearrangement; ~3x fewer FLOPs at 128 px for the same depth).
+    patch_size: int = 1
 
     @property
     def downsample(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
+        return self.patch_size * 2 ** (len(self.channel_mult) - 1)
 
     @property
     def grid(self) -> int:
@@ -80,6 +84,8 @@ class TokenizerConfig:
 # on FaceForge renders: at 64 px eye colour covers ~5 px and only 27% of its 128-px signal
 # survives a 64-px bottleneck (moles 61%, earrings 53%), so 64 px/f=4 would lose the fine
 # attributes before any quantisation; 256 tokens keep the model's sequences at ~320 tokens.
+# A 2x2 space-to-depth stem (patch_size=2) replaces the full-resolution convs: 21.9 vs 27.3
+# GFLOP per image (fwd+bwd) and 0.51 vs 1.01 s per batch-16 step on 2 cores under bf16.
 # `paper` = MAGVIT-v2 / Show-o shape (8,192 codes, f=16, 256 px; widths of Open-MAGVIT2's
 # 256-px image tokenizer: 128 channels, multipliers 1-1-2-2-4, 4 residual blocks per level).
 PRESETS: dict[str, TokenizerConfig] = {
@@ -88,11 +94,12 @@ PRESETS: dict[str, TokenizerConfig] = {
     ),
     "small": TokenizerConfig(
         resolution=128,
-        base_channels=32,
-        channel_mult=(1, 2, 2, 4),
+        base_channels=48,
+        channel_mult=(1, 2, 4),
         num_res_blocks=2,
         codebook_bits=12,
         entropy_groups=2,
+        patch_size=2,
     ),
     "paper": TokenizerConfig(
         resolution=256,
@@ -140,7 +147,8 @@ class Encoder(nn.Module):
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
         chans = [cfg.base_channels * m for m in cfg.channel_mult]
-        self.conv_in = nn.Conv2d(cfg.in_channels, chans[0], 3, padding=1)
+        self.patch = cfg.patch_size
+        self.conv_in = nn.Conv2d(cfg.in_channels * self.patch**2, chans[0], 3, padding=1)
         blocks: list[nn.Module] = []
         c = chans[0]
         for level, c_out in enumerate(chans):
@@ -155,6 +163,8 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(c, cfg.codebook_bits, 1)
 
     def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
+        if self.patch > 1:
+            x_BCHW = F.pixel_unshuffle(x_BCHW, self.patch)
         h = self.blocks(self.conv_in(x_BCHW))
         return self.conv_out(F.silu(self.norm_out(h)))
 
@@ -187,11 +197,13 @@ class Decoder(nn.Module):
                 blocks.append(Upsample(c))
         self.blocks = nn.Sequential(*blocks)
         self.norm_out = nn.GroupNorm(_groups(c), c)
-        self.conv_out = nn.Conv2d(c, cfg.in_channels, 3, padding=1)
+        self.patch = cfg.patch_size
+        self.conv_out = nn.Conv2d(c, cfg.in_channels * self.patch**2, 3, padding=1)
 
     def forward(self, z_BDHW: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.conv_in(z_BDHW))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
 
 
 @dataclass
