@@ -1,0 +1,166 @@
+"""Grouped sequence-level MoE (NOTES.md §4).
+
+Shape legend: B rows, T positions, D model width, N feature tokens, F feature width,
+Q sequence experts per group (4), G groups.
+
+One routing decision per sequence: top-2 of 4 experts, weights renormalised, output
+``Σ_q g_q·E_q(h)`` on the residual stream h. Groups (index = Task id):
+T2I: Copy, Copy, Zero, Noise; MMU: Copy, Copy, Semantic, Face. ``E_copy(h) = h``,
+``E_zero(h) = 0``, gated experts ``E(h) = w·h + (1−w)·S(ln(h), F(X))`` with S a
+cross-attention resampler from the sequence to the features F(X) and w a softmax gate.
+
+Design choice (what makes the prompt cache and the KV cache exact):
+
+* **Routing input.** The router sees the mean normalised state over the sequence's
+  *condition* positions only: for T2I the text positions before the first image position
+  (the prompt), for MMU the image positions. Text rows of a T2I prompt never attend to the
+  image, and image rows of an MMU sequence never attend to the text after them, so the
+  routing decision never depends on the generated part: prompt keys/values can be cached
+  across diffusion steps, and generated text cannot leak into earlier positions through a
+  per-sequence decision. The noise level is *not* a router input (it changes every step).
+* **Injection positions.** The resampler term ``(1−w)·S`` is added for T2I only from the
+  first image position on (the prompt never sees the per-step noise level), and for MMU at
+  every real position (its encoder features are fixed per sequence). The ``w·h`` part and
+  Copy/Zero apply at every position of the sequence, which depends only on the routing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..vocab import Modality, Task
+from .config import SEQ_EXPERTS_MMU, SEQ_EXPERTS_T2I
+
+GROUP_EXPERTS: tuple[tuple[str, ...], ...] = (SEQ_EXPERTS_T2I, SEQ_EXPERTS_MMU)
+GROUP_NAMES = ("t2i", "mmu")
+
+
+def condition_mask(modality_BT: torch.Tensor, task_B: torch.Tensor) -> torch.Tensor:
+    """Positions the sequence router pools over (see module docstring). Returns bool_BT."""
+    is_img = modality_BT == Modality.IMAGE
+    before_img = is_img.long().cumsum(1) == 0
+    t2i = (modality_BT == Modality.TEXT) & before_img
+    return torch.where((task_B == Task.T2I)[:, None], t2i, is_img)
+
+
+def injection_mask(modality_BT: torch.Tensor, task_B: torch.Tensor) -> torch.Tensor:
+    """Positions that receive the resampler term (see module docstring). Returns bool_BT."""
+    real = modality_BT != Modality.PAD
+    from_img = (modality_BT == Modality.IMAGE).long().cumsum(1) > 0
+    return torch.where((task_B == Task.T2I)[:, None], real & from_img, real)
+
+
+class Resampler(nn.Module):
+    """S: multi-head cross-attention, queries from the sequence, keys/values from features.
+
+    Perceiver-resampler style (Alayrac et al. 2022): the features are LayerNorm-ed and
+    projected; the output projection starts at zero so a new expert begins as ``w·h``.
+    """
+
+    def __init__(self, d_model: int, feat_dim: int, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm_feats = nn.LayerNorm(feat_dim)
+        self.q_proj = nn.Linear(d_model, dim)
+        self.k_proj = nn.Linear(feat_dim, dim)
+        self.v_proj = nn.Linear(feat_dim, dim)
+        self.o_proj = nn.Linear(dim, d_model)
+        nn.init.zeros_(self.o_proj.weight)
+        nn.init.zeros_(self.o_proj.bias)
+
+    def forward(self, x_BTD: torch.Tensor, feats_BNF: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x_BTD.shape
+        f = self.norm_feats(feats_BNF)
+        q = self.q_proj(x_BTD).view(B, T, self.heads, -1).transpose(1, 2)
+        k = self.k_proj(f).view(B, f.shape[1], self.heads, -1).transpose(1, 2)
+        v = self.v_proj(f).view(B, f.shape[1], self.heads, -1).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype))
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class GatedExpert(nn.Module):
+    """``w·h + (1−w)·S(ln h, feats)``; ``gate_logits`` holds the 2-way softmax gate."""
+
+    def __init__(self, d_model: int, feat_dim: int, dim: int, heads: int):
+        super().__init__()
+        self.resampler = Resampler(d_model, feat_dim, dim, heads)
+        self.gate_logits = nn.Parameter(torch.zeros(2))
+        # Used when a row has no features (e.g. no image given): S attends to this token.
+        self.null_feats = nn.Parameter(torch.zeros(1, 1, feat_dim))
+
+    def w(self) -> torch.Tensor:
+        return self.gate_logits.float().softmax(0)[0]
+
+
+class SequenceMoE(nn.Module):
+    """Grouped sequence-level MoE; see the module docstring."""
+
+    def __init__(self, d_model: int, top_k: int, feat_dims: dict[str, int], dim: int, heads: int):
+        super().__init__()
+        self.top_k = top_k
+        n_q = len(SEQ_EXPERTS_T2I)
+        self.router = nn.Parameter(torch.randn(len(GROUP_EXPERTS), n_q, d_model) * d_model**-0.5)
+        self.experts = nn.ModuleDict()
+        for g, kinds in enumerate(GROUP_EXPERTS):
+            for kind in kinds:
+                if kind not in ("copy", "zero"):
+                    self.experts[f"{GROUP_NAMES[g]}_{kind}"] = GatedExpert(
+                        d_model, feat_dims[kind], dim, heads
+                    )
+
+    def route(self, x_BTD, cond_BT, task_B) -> torch.Tensor:
+        """Combine weights weights_BQ (top-k renormalised, zeros elsewhere), fp32."""
+        with torch.autocast(x_BTD.device.type, enabled=False):  # route in fp32
+            c = cond_BT[..., None].float()
+            pooled = (x_BTD.float() * c).sum(1) / c.sum(1).clamp_min(1)
+            logits = torch.einsum("bd,bqd->bq", pooled, self.router[task_B].float())
+        probs = logits.softmax(-1)
+        w, idx = probs.topk(self.top_k, dim=-1)
+        return torch.zeros_like(probs).scatter(1, idx, w / w.sum(-1, keepdim=True))
+
+    def _h_coeff(self, task_B) -> torch.Tensor:
+        """Per (group, expert) coefficient of h: copy 1, zero 0, gated w. Returns c_GQ."""
+        rows = []
+        for g, kinds in enumerate(GROUP_EXPERTS):
+            one = self.router.new_ones((), dtype=torch.float32)
+            row = [
+                one if k == "copy" else one * 0 if k == "zero" else self._expert(g, k).w()
+                for k in kinds
+            ]
+            rows.append(torch.stack(row))
+        return torch.stack(rows)[task_B]
+
+    def _expert(self, g: int, kind: str) -> GatedExpert:
+        return self.experts[f"{GROUP_NAMES[g]}_{kind}"]
+
+    def forward(self, h_BTD, x_BTD, task_B, weights_BQ, inj_BT, feats) -> torch.Tensor:
+        """Apply the routed experts.
+
+        Args:
+            h_BTD: residual stream (what Copy/Zero/w act on).
+            x_BTD: its LayerNorm (resampler queries).
+            task_B: group of each row.
+            weights_BQ: combine weights from :meth:`route`.
+            inj_BT: positions receiving the resampler term (:func:`injection_mask`).
+            feats: kind -> feats_BNF ("semantic", "face", "noise"); missing -> null token.
+        """
+        coeff_B = (weights_BQ * self._h_coeff(task_B)).sum(-1)
+        out = h_BTD * coeff_B[:, None, None].to(h_BTD.dtype)
+        for g, kinds in enumerate(GROUP_EXPERTS):
+            for q, kind in enumerate(kinds):
+                if kind in ("copy", "zero"):
+                    continue
+                rows = ((task_B == g) & (weights_BQ[:, q] > 0)).nonzero().squeeze(1)
+                if rows.numel() == 0:
+                    continue
+                ex = self._expert(g, kind)
+                f = feats.get(kind) if feats else None
+                f = ex.null_feats.expand(rows.numel(), -1, -1) if f is None else f[rows]
+                s = ex.resampler(x_BTD[rows], f)
+                scale = weights_BQ[rows, q] * (1 - ex.w())
+                s = s * (scale[:, None, None] * inj_BT[rows, :, None]).to(s.dtype)
+                # index_copy into zeros: index_add's CPU kernel is a slow scatter_add.
+                out = out + torch.zeros_like(out).index_copy(0, rows, s.to(out.dtype))
+        return out

@@ -1,0 +1,137 @@
+"""Autoregressive text decoding (captions, VQA) with a KV cache, batched with left padding.
+
+Shape legend: B rows, N image positions, P prefix length, V vocabulary, S steps.
+
+Understanding sequence (Show-o, NOTES.md §1): ``<|mmu|> <|soi|> image <|eoi|> bos question``,
+then the answer tokens up to ``eos``. Rows are left-padded; rotary positions skip pads, so a
+row's result does not depend on its padding. A finished row keeps receiving pad positions
+(invisible to everything), identically in the cached and uncached paths. Sampling is
+restricted to text ids and ``eos``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..vocab import Modality, Task, VocabLayout
+from .cache import ModelCache
+from .denoiser import left_pad
+from .transformer import UnifiedTransformer
+
+
+@dataclass
+class TextGeneration:
+    """Result of :func:`generate_text`.
+
+    Attributes:
+        tokens: generated text ids per row, without the final ``eos``.
+        finished: whether each row stopped on ``eos`` (else it hit ``max_new_tokens``).
+        logits_BSV: per-step logits over ``[0, eos]`` (only with ``return_logits``).
+    """
+
+    tokens: list[list[int]]
+    finished: list[bool]
+    logits_BSV: torch.Tensor | None = None
+
+
+def mmu_prefix(layout: VocabLayout, codes: list[int], question: list[int]):
+    """(ids, modality ids) of ``<|mmu|> <|soi|> image <|eoi|> bos question``."""
+    T, I = int(Modality.TEXT), int(Modality.IMAGE)
+    img = [c + layout.image_offset for c in codes]
+    ids = [layout.mmu_id, layout.soi_id, *img, layout.eoi_id, layout.bos_id, *question]
+    mod = [T, T] + [I] * len(img) + [T, T] + [T] * len(question)
+    return ids, mod
+
+
+def sample_next(
+    logits_BV: torch.Tensor,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Next token per row: greedy at temperature 0, else top-k / top-p (nucleus) sampling."""
+    if temperature <= 0:
+        return logits_BV.argmax(-1)
+    logits = logits_BV.float() / temperature
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_l, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_l.softmax(-1).cumsum(-1)
+        drop = cum - sorted_l.softmax(-1) >= top_p  # keep the smallest set reaching top_p
+        sorted_l = sorted_l.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_l)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def generate_text(
+    model: UnifiedTransformer,
+    layout: VocabLayout,
+    image_codes: torch.Tensor | list[list[int]],
+    questions: list[list[int]],
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    encoder_feats: dict[str, torch.Tensor] | None = None,
+    use_cache: bool = True,
+    return_logits: bool = False,
+) -> TextGeneration:
+    """Caption / answer B images.
+
+    Args:
+        image_codes: codes_BN in [0, K) (or lists, one per row).
+        questions: text ids per row (empty list for a plain caption).
+        encoder_feats: features for the MMU sequence experts (``model.encode_images``).
+        use_cache: KV cache (each step runs one position) or recompute the whole sequence.
+    """
+    codes = image_codes.tolist() if isinstance(image_codes, torch.Tensor) else image_codes
+    pref = [mmu_prefix(layout, c, q) for c, q in zip(codes, questions, strict=True)]
+    ids, mod = left_pad([p[0] for p in pref], layout.pad_id, [p[1] for p in pref])
+    dev = model.embed_tokens.weight.device
+    ids, mod = ids.to(dev), mod.to(dev)
+    B = ids.shape[0]
+    task = torch.full((B,), int(Task.MMU), dtype=torch.long, device=dev)
+    vs = (0, layout.eos_id + 1)
+    banned = torch.tensor([i for i in range(layout.special_offset, layout.eos_id)], device=dev)
+    cache = ModelCache.empty(len(model.layers)) if use_cache else None
+    kw = dict(last_only=True, vocab_slice=vs)
+    out = model(ids, mod, task, encoder_feats=encoder_feats, cache=cache, **kw)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    toks: list[torch.Tensor] = []
+    all_logits: list[torch.Tensor] = []
+    for _ in range(max_new_tokens):
+        logits = out.logits_BTV[:, -1].float().index_fill(1, banned, float("-inf"))
+        all_logits.append(logits)
+        nxt = sample_next(logits, temperature, top_k, top_p, generator)
+        nxt = torch.where(done, torch.full_like(nxt, layout.pad_id), nxt)
+        toks.append(nxt)
+        done = done | (nxt == layout.eos_id)
+        if bool(done.all()) or len(toks) == max_new_tokens:
+            break
+        step_mod = torch.where(done, int(Modality.PAD), int(Modality.TEXT))
+        step_mod = torch.where(nxt == layout.eos_id, int(Modality.TEXT), step_mod)[:, None]
+        if use_cache:
+            out = model(nxt[:, None], step_mod, task, cache=cache, **kw)
+        else:
+            ids = torch.cat([ids, nxt[:, None]], 1)
+            mod = torch.cat([mod, step_mod], 1)
+            out = model(ids, mod, task, encoder_feats=encoder_feats, **kw)
+    return _collect(toks, layout, all_logits if return_logits else None)
+
+
+def _collect(toks, layout: VocabLayout, logits) -> TextGeneration:
+    seq = torch.stack(toks, 1).tolist()
+    tokens, finished = [], []
+    for row in seq:
+        stop = row.index(layout.eos_id) if layout.eos_id in row else len(row)
+        tokens.append(row[:stop])
+        finished.append(stop < len(row))
+    return TextGeneration(tokens, finished, torch.stack(logits, 1) if logits else None)
