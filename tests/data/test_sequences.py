@@ -41,7 +41,9 @@ def test_t2i_layout_and_round_trip():
     assert s.task == Task.T2I
     assert [i for i, m in enumerate(s.loss_mask) if m] == list(range(7, 23))
     assert s.image_mask == s.loss_mask
-    assert set(s.modality[6:]) == {Modality.IMAGE} and set(s.modality[:6]) == {Modality.TEXT}
+    # Only the codes are IMAGE; the <|soi|>/<|eoi|> markers are causal TEXT.
+    assert set(s.modality[7:23]) == {Modality.IMAGE}
+    assert set(s.modality[:7]) == {Modality.TEXT} and s.modality[23] == Modality.TEXT
     d = decode_sequence(LAYOUT, s.ids)
     assert d.task == Task.T2I and d.text_ids == prompt and torch.equal(d.codes, codes.flatten())
 
@@ -66,7 +68,8 @@ def test_mmu_layout_loss_on_answer_only():
     assert s.ids[:2] == [L.mmu_id, L.soi_id] and s.ids[18] == L.eoi_id
     assert s.ids[19:] == [L.bos_id, 5, 6, 8, 9, 10, L.eos_id]
     assert [s.ids[i] for i, m in enumerate(s.loss_mask) if m] == [8, 9, 10, L.eos_id]
-    assert s.task == Task.MMU and s.modality[0] == Modality.TEXT
+    assert s.task == Task.MMU and s.modality[:2] == [Modality.TEXT] * 2
+    assert set(s.modality[2:18]) == {Modality.IMAGE} and s.modality[18] == Modality.TEXT
     assert [i for i, m in enumerate(s.image_mask) if m] == list(range(2, 18))
     d = decode_sequence(LAYOUT, s.ids, s.loss_mask)
     assert d.text_ids == q + a and d.target_text_ids == a and torch.equal(d.codes, codes.flatten())

@@ -9,9 +9,10 @@ Every id comes from :class:`~unif2ace.vocab.VocabLayout` (no offsets are compute
 
 Per position a sequence carries:
 
-* ``modality``: :class:`~unif2ace.vocab.Modality`. ``<|soi|>``, the codes and ``<|eoi|>``
-  are IMAGE (one bidirectional block for the omni-attention mask), the task token, bos,
-  text and eos are TEXT, padding is PAD (invisible).
+* ``modality``: :class:`~unif2ace.vocab.Modality`. The codes are IMAGE (one bidirectional
+  block for the omni-attention mask); the task token, bos, text, eos and the ``<|soi|>`` /
+  ``<|eoi|>`` markers are TEXT (causal), padding is PAD (invisible). The model's prompt
+  cache and text decoder build the same layout (tests compare them).
 * ``loss_mask``: positions whose token is a *target*. MMU: answer (or caption) tokens and
   the closing eos; T2I: the image-code positions (the diffusion corruption decides which of
   them are masked and scored). With next-token prediction the logit at ``t-1`` predicts the
@@ -151,7 +152,12 @@ def build_t2i(
     image = _image_ids(layout, codes, num_image_tokens)
     ids = pads + text + [layout.soi_id, *image, layout.eoi_id]
     n_p, n_t, n_i = len(pads), len(text), len(image)
-    modality = [Modality.PAD] * n_p + [Modality.TEXT] * n_t + [Modality.IMAGE] * (n_i + 2)
+    modality = (
+        [Modality.PAD] * n_p
+        + [Modality.TEXT] * (n_t + 1)
+        + [Modality.IMAGE] * n_i
+        + [Modality.TEXT]
+    )
     image_mask = [False] * (n_p + n_t + 1) + [True] * n_i + [False]
     return TokenSequence(
         ids, [int(m) for m in modality], list(image_mask), image_mask, Task.T2I, prompt_dropped
@@ -189,7 +195,7 @@ def build_mmu(
     ]
     n_i, n_txt = len(image), len(q) + len(a) + 2
     modality = (
-        [int(Modality.TEXT)] + [int(Modality.IMAGE)] * (n_i + 2) + [int(Modality.TEXT)] * n_txt
+        [int(Modality.TEXT)] * 2 + [int(Modality.IMAGE)] * n_i + [int(Modality.TEXT)] * (n_txt + 1)
     )
     loss = [False] * (n_i + 4 + len(q)) + [True] * (len(a) + 1)
     image_mask = [False, False] + [True] * n_i + [False] * (n_txt + 1)
