@@ -1,0 +1,66 @@
+"""``unif2ace train model``: train the UniF²ace model from a preset plus overrides.
+
+Heavy imports happen inside the handler, so ``unif2ace --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+# flag attribute -> dotted config key
+_DATA_FLAGS = {
+    "data": "data.data",
+    "tokenizer": "data.image_tokenizer",
+    "text_tokenizer": "data.text_tokenizer",
+}
+
+
+def register(groups: dict[str, argparse._SubParsersAction]) -> None:
+    """Add ``train model`` to the ``train`` group (see ``unif2ace.cli``)."""
+    from .args import add_train_args
+
+    p = groups["train"].add_parser(
+        "model",
+        help="train the UniF²ace model (generation + captioning + VQA; resumes automatically)",
+        description="Train the UniF²ace model on pretokenised shards. The run config is "
+        "configs/<preset>.yaml with KEY=VALUE overrides (e.g. train.optim.lr=1e-3 "
+        "loss.w_mmu=0.5). Rerunning with the same --out resumes exactly.",
+    )
+    p.add_argument("--preset", default="small", help="tiny | small | paper, or a .yaml path")
+    p.add_argument("--data", help="data set folder (pretokenised with --tokenizer)")
+    p.add_argument("--tokenizer", help="image tokenizer folder (LFQ autoencoder)")
+    p.add_argument("--text-tokenizer", help="text tokenizer folder or tokenizer.json")
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved run config as JSON and exit (no training)",
+    )
+    add_train_args(p)
+    p.set_defaults(func=_run)
+
+
+def resolve_config(args: argparse.Namespace):
+    """The RunConfig of parsed ``train model`` arguments (preset, flags, then overrides)."""
+    from .args import overrides_from_args
+    from .unified import load_run_config
+
+    flags = [f"{key}={getattr(args, a)}" for a, key in _DATA_FLAGS.items() if getattr(args, a)]
+    return load_run_config(args.preset, flags + overrides_from_args(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..config import to_dict
+    from .distributed import cleanup
+    from .unified import train_model
+
+    cfg = resolve_config(args)
+    if args.print_config:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return 0
+    try:
+        res = train_model(cfg, args.out, resume=args.resume)
+    finally:
+        cleanup()
+    print(json.dumps({"step": res.state.step, "checkpoint": str(res.checkpoint)}))
+    return 0

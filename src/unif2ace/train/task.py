@@ -1,0 +1,386 @@
+"""The UniF²ace training task: run config, mixed-task data and the loss of one micro-batch.
+
+Shape legend: B rows of a micro-batch, T sequence length, V vocabulary, R generation rows,
+N image positions per image, K codebook size, C/H/W image channels and pixels.
+
+* :class:`RunConfig` composes the component configs (model, loss, data, train, sampling);
+  ``config.load_yaml`` + dotted overrides build it from ``configs/<preset>.yaml``.
+* :class:`MixedTaskData` is the trainer's ``data_factory``: shard records + cached codes ->
+  micro-batches mixing generation (prompt dropout for guidance), captioning and VQA. Every
+  random choice of a record (task, prompt, VQA pair, dropout) comes from a generator seeded
+  by ``(seed, epoch, position in the epoch)``, so a resumed run rebuilds the identical
+  batches and N ranks build the rows one process would.
+* :func:`make_step_fn` gives ``step_fn(model, batch) -> (loss, metrics, n_tokens)``: corrupt
+  the image codes of the generation rows (generator seeded by the batch's ``noise_seed``,
+  itself a function of the data position), one forward over the mixed batch, and
+  ``w_t2i·D3Diff + w_mmu·CE(text targets) + λ·balance`` (NOTES.md §2; Show-o Sec. 3.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.sequences import (
+    CAPTION_INSTRUCTION,
+    TokenSequence,
+    build_caption,
+    build_mmu,
+    build_t2i_with_dropout,
+    collate,
+)
+from ..diffusion.corruption import CorruptionConfig, corrupt
+from ..diffusion.losses import D3DiffConfig, d3diff_loss
+from ..diffusion.samplers import SamplerConfig
+from ..errors import UserError
+from ..model.config import ModelConfig
+from ..model.transformer import UnifiedTransformer
+from ..vocab import Modality, Task, VocabLayout
+from .loop import TrainConfig
+
+TASKS = ("t2i", "caption", "vqa")
+
+
+@dataclass
+class LossConfig:
+    """Weights of the total loss ``w_t2i·L_D3Diff + w_mmu·L_mmu + balance·L_balance``.
+
+    w_mmu = 1.0 (not Show-o's 0.1 "lm" weight): Show-o's 0.1 sits beside a separate
+    language-modelling loss on text-only corpora; here the understanding loss is the only
+    text loss and captioning/VQA is half the product, so both tasks weigh equally (the
+    UniF²ace paper gives no weights). balance = 0.01: the load-balance coefficient of
+    Switch/DeepSeekMoE-style routers (Fedus et al. 2021 use 0.01).
+    """
+
+    w_t2i: float = 1.0
+    w_mmu: float = 1.0
+    balance: float = 0.01
+    d3diff: D3DiffConfig = field(default_factory=D3DiffConfig)
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+
+
+@dataclass
+class DataConfig:
+    """Where the data and tokenizers are, and how records become sequences."""
+
+    data: str = ""  # data set folder (DIR/<split>/shard-*.parquet + codes-<hash>/)
+    image_tokenizer: str = ""  # LFQ autoencoder folder (save_pretrained layout)
+    text_tokenizer: str = ""  # folder holding tokenizer.json (or the file)
+    split: str = "train"
+    t2i: float = 0.5  # task mix: fractions of rows (normalised)
+    caption: float = 0.25
+    vqa: float = 0.25
+    prompt_dropout: float = 0.1  # empty prompt for classifier-free guidance (Show-o: 0.1)
+    max_text_len: int = 96  # cap of "bos question answer eos" and of "<|t2i|> bos prompt eos"
+    encoder_images: bool = True  # feed MMU images to the semantic / face encoders
+    encoder_resolution: int = 64  # pixels of the encoder inputs
+
+    def task_probs(self) -> np.ndarray:
+        p = np.array([self.t2i, self.caption, self.vqa], dtype=np.float64)
+        if (p < 0).any() or p.sum() <= 0:
+            raise UserError(f"data.t2i/caption/vqa must be >= 0 with a positive sum, got {p}")
+        return p / p.sum()
+
+
+@dataclass
+class SamplingConfig:
+    """What the periodic sample hook draws and writes (``OUT/samples/step-N.png``)."""
+
+    sampler: SamplerConfig = field(
+        default_factory=lambda: SamplerConfig(guidance_scale=2.0, temperature=1.0)
+    )
+    prompts: list[str] = field(default_factory=list)  # empty: prompts of the first records
+    num_images: int = 4
+    seed: int = 0
+    caption_tokens: int = 48  # caption the data's first images (0: no captions)
+
+
+@dataclass
+class RunConfig:
+    """The whole run (saved as ``config.json`` in every checkpoint, with ``layout``)."""
+
+    preset: str = "small"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+# --- data ----------------------------------------------------------------------------------
+def record_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator of one record's choices: a pure function of its position ``index`` in
+    the epoch's global order (the same whatever the number of ranks)."""
+    s = np.random.SeedSequence([seed, epoch, index, 0xDA7A]).generate_state(2)
+    return torch.Generator().manual_seed(int(s[0]) << 32 | int(s[1]))
+
+
+def record_to_sequence(
+    cfg: DataConfig,
+    layout: VocabLayout,
+    tokenizer,
+    record: dict,
+    codes: torch.Tensor,
+    g: torch.Generator,
+) -> TokenSequence:
+    """One record as a generation, captioning or VQA example (task drawn from ``g``)."""
+    probs = torch.as_tensor(cfg.task_probs())
+    task = TASKS[int(torch.multinomial(probs, 1, generator=g))]
+    if task == "t2i":
+        texts = [p for p in (record.get("prompts") or []) if p] or [record.get("caption") or ""]
+        text = texts[int(torch.randint(len(texts), (), generator=g))]
+        prompt = tokenizer.encode(text)[: max(cfg.max_text_len - 3, 0)]
+        return build_t2i_with_dropout(layout, prompt, codes, cfg.prompt_dropout, g)
+    vqa = record.get("vqa") or []
+    if task == "caption" or not vqa:
+        caption = tokenizer.encode(record.get("caption") or "")
+        instruction = tokenizer.encode(CAPTION_INSTRUCTION)
+        return build_caption(layout, codes, caption, instruction, cfg.max_text_len)
+    qa = vqa[int(torch.randint(len(vqa), (), generator=g))]
+    q, a = tokenizer.encode(qa["question"]), tokenizer.encode(" " + qa["answer"])
+    return build_mmu(layout, codes, q, a, cfg.max_text_len)
+
+
+def encoder_image(png: bytes, resolution: int) -> torch.Tensor:
+    """PNG bytes -> ``(3, R, R)`` float in [0, 1] (the encoders' input convention)."""
+    from ..tokenizer.images import png_to_tensor
+
+    return (png_to_tensor(png, resolution) + 1.0) / 2.0
+
+
+class MixedTaskData:
+    """``data_factory(epoch, start)`` of mixed-task micro-batches for :func:`train.loop.train`.
+
+    Records come from a :class:`~unif2ace.data.dataset.FaceShardDataset` (seeded block
+    shuffle per epoch, split over ranks); codes from the pretokenised cache. A batch is a dict:
+    ``ids_BT, modality_BT, loss_mask_BT, image_mask_BT, task_B, prompt_dropped_B``,
+    ``noise_seed`` (int64 scalar) and, with ``encoder_images``, ``images_BCHW`` (zeros on
+    generation rows, which do not use the encoders).
+    """
+
+    def __init__(
+        self,
+        cfg: DataConfig,
+        layout: VocabLayout,
+        tokenizer,
+        codes: dict[str, torch.Tensor],
+        micro_batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        from ..data.dataset import FaceShardDataset
+
+        cfg.task_probs()  # validate now
+        cols = ["id", "caption", "prompts", "vqa"] + (["image"] if cfg.encoder_images else [])
+        self.dataset = FaceShardDataset(
+            cfg.data, cfg.split, cols, shuffle=True, seed=seed, rank=rank, world_size=world_size
+        )
+        self.cfg, self.layout, self.tokenizer, self.codes = cfg, layout, tokenizer, codes
+        self.micro, self.seed, self.rank, self.world = micro_batch_size, seed, rank, world_size
+
+    def __call__(self, epoch: int, start: int) -> Iterator[dict]:
+        self.dataset.set_epoch(epoch)
+        chunk: list[dict] = []
+        n_batch = 0
+        for rec in self.dataset:
+            chunk.append(rec)
+            if len(chunk) < self.micro:
+                continue
+            if n_batch >= start:  # skipped batches are read but not built
+                yield self._batch(chunk, epoch, n_batch)
+            chunk, n_batch = [], n_batch + 1
+
+    def _batch(self, records: list[dict], epoch: int, n_batch: int) -> dict:
+        seqs, images = [], []
+        for j, rec in enumerate(records):
+            codes = self.codes.get(rec["id"])
+            if codes is None:
+                raise UserError(
+                    f"record {rec['id']!r} has no cached codes; rerun `unif2ace data "
+                    "pretokenize` with the same --tokenizer"
+                )
+            # FaceShardDataset gives this rank positions rank, rank + world, ... of the epoch
+            pos = (n_batch * self.micro + j) * self.world + self.rank
+            g = record_generator(self.seed, epoch, pos)
+            seq = record_to_sequence(self.cfg, self.layout, self.tokenizer, rec, codes, g)
+            seqs.append(seq)
+            if self.cfg.encoder_images:
+                r = self.cfg.encoder_resolution
+                mmu = seq.task == Task.MMU
+                images.append(encoder_image(rec["image"], r) if mmu else torch.zeros(3, r, r))
+        b = collate(seqs, self.layout)
+        s = np.random.SeedSequence([self.seed, epoch, self.rank, n_batch, 0x0015E])
+        batch = {
+            "ids_BT": b.input_ids_BT,
+            "modality_BT": b.modality_BT,
+            "loss_mask_BT": b.loss_mask_BT,
+            "image_mask_BT": b.image_mask_BT,
+            "task_B": b.task_B,
+            "prompt_dropped_B": b.prompt_dropped_B,
+            "noise_seed": torch.tensor(int(s.generate_state(1, np.uint64)[0] >> np.uint64(1))),
+        }
+        if images:
+            batch["images_BCHW"] = torch.stack(images)
+        return batch
+
+
+# --- loss ----------------------------------------------------------------------------------
+@dataclass
+class UnifiedLoss:
+    """Every component of one micro-batch's loss (scalars; absent tasks are None)."""
+
+    loss: torch.Tensor
+    t2i: torch.Tensor | None
+    mmu: torch.Tensor | None
+    balance: torch.Tensor
+    metrics: dict[str, float]
+    n_tokens: int
+
+
+def corrupt_t2i(batch: dict, layout: VocabLayout, cfg: CorruptionConfig):
+    """Mask the codes of the generation rows. Returns (ids_BT, corruption or None,
+    codes_RN, img_BT, noise_level_B): ``img_BT`` marks generation-row image positions."""
+    ids, task = batch["ids_BT"], batch["task_B"]
+    img_BT = batch["image_mask_BT"] & (task == int(Task.T2I))[:, None]
+    R = int((task == int(Task.T2I)).sum())
+    noise_B = torch.zeros(ids.shape[0], device=ids.device)
+    if R == 0:
+        return ids, None, None, img_BT, noise_B
+    codes_RN = layout.ids_to_codes(ids[img_BT]).view(R, -1)
+    g = torch.Generator().manual_seed(int(batch["noise_seed"]))
+    corr = corrupt(
+        codes_RN,
+        mask_token=layout.codebook_size,
+        schedule=cfg.schedule,
+        generator=g,
+        method=cfg.method,
+        low_discrepancy=cfg.low_discrepancy,
+        t_min=cfg.t_min,
+    )
+    noisy = torch.where(
+        corr.mask_BN, torch.full_like(codes_RN, layout.mask_id), ids[img_BT].view(R, -1)
+    )
+    ids = ids.masked_scatter(img_BT, noisy)
+    noise_B = noise_B.masked_scatter(task == int(Task.T2I), corr.noise_level_B.to(ids.device))
+    return ids, corr, codes_RN, img_BT, noise_B
+
+
+def encoder_features(model, images_BCHW, task_B) -> dict[str, torch.Tensor] | None:
+    """Encoder features of the understanding rows (zeros elsewhere; unused by T2I rows)."""
+    if images_BCHW is None or not len(getattr(model, "encoders", {})):
+        return None
+    mmu = (task_B == int(Task.MMU)).nonzero().squeeze(1)
+    if mmu.numel() == 0:
+        return None
+    feats = model.encode_images(images_BCHW[mmu])
+    B = images_BCHW.shape[0]
+    return {k: f.new_zeros((B, *f.shape[1:])).index_copy(0, mmu, f) for k, f in feats.items()}
+
+
+def zero_touch(params) -> torch.Tensor:
+    """``0 · Σ p[0]`` over trainable ``params``: each gets a (zero) gradient from it."""
+    parts = [p.reshape(-1)[:1].sum().float() for p in params if p.requires_grad]
+    return 0.0 * torch.stack(parts).sum() if parts else torch.zeros(())
+
+
+def _touch_block(block, inputs, output):
+    h, *rest = output
+    return (h + zero_touch(block.parameters()).to(h.dtype), *rest)
+
+
+class TrainingTransformer(UnifiedTransformer):
+    """The network for training: image encoders run *inside* ``forward`` (``images_BCHW=``)
+    and every trainable parameter gets a gradient in every step.
+
+    Same parameters and state-dict names as :class:`UnifiedTransformer` (checkpoints load
+    into either). Why: under FSDP2 the encoders belong to the root unit, whose weights are
+    gathered only inside the root's forward, and DDP expects every gradient to come from its
+    forward. Sparse routing leaves some experts (token- and sequence-level) and, on a rank
+    without understanding rows, the encoders without a gradient; FSDP2's reduce-scatter then
+    differs between ranks (a collective mismatch) and AdamW would keep no state for them (an
+    incomplete checkpoint). A ``0 · Σ p[0]`` term per block (a forward hook, registered
+    before FSDP's own so the block's weights are still gathered) and for the root's weights
+    gives them a zero gradient, as a dense all-reduce would. Build with
+    :func:`build_training_model`.
+    """
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, mask_id: int):
+        super().__init__(cfg, vocab_size, mask_id)
+        for block in self.layers:
+            block.register_forward_hook(_touch_block)
+
+    def forward(self, ids_BT, modality_BT, task_B, noise_level_B=None, encoder_feats=None,
+                images_BCHW=None, **kw):  # fmt: skip
+        if encoder_feats is None:
+            encoder_feats = encoder_features(self, images_BCHW, task_B)
+        out = super().forward(ids_BT, modality_BT, task_B, noise_level_B, encoder_feats, **kw)
+        root = (p for n, p in self.named_parameters() if not n.startswith("layers."))
+        out.logits_BTV = out.logits_BTV + zero_touch(root).to(out.logits_BTV.dtype)
+        return out
+
+
+def build_training_model(cfg: ModelConfig, layout: VocabLayout) -> TrainingTransformer:
+    """:func:`unif2ace.model.build_model` with encoders inside the forward (same weights)."""
+    return TrainingTransformer(cfg, layout.size, layout.mask_id)
+
+
+def unified_loss(model, batch: dict, layout: VocabLayout, cfg: LossConfig) -> UnifiedLoss:
+    """One forward over a mixed batch and the weighted loss (module docstring)."""
+    from .distributed import unwrap
+
+    ids_in, corr, codes_RN, img_BT, noise_B = corrupt_t2i(batch, layout, cfg.corruption)
+    images, task = batch.get("images_BCHW"), batch["task_B"]
+    if isinstance(unwrap(model), TrainingTransformer):
+        out = model(ids_in, batch["modality_BT"], task, noise_B, images_BCHW=images)
+    else:
+        feats = encoder_features(unwrap(model), images, task)
+        out = model(ids_in, batch["modality_BT"], task, noise_B, encoder_feats=feats)
+    logits = out.logits_BTV
+    total = cfg.balance * out.balance_loss.float()
+    metrics = {"balance": float(out.balance_loss.detach())}
+    t2i = mmu = None
+    if corr is not None:
+        lo = layout.image_offset
+        logits_RNK = logits[img_BT].view(*codes_RN.shape, -1)[..., lo : lo + layout.codebook_size]
+        d = d3diff_loss(
+            logits_RNK,
+            codes_RN,
+            corr.mask_BN,
+            corr.mask_ratio_B,
+            corr.mask_ratio_rate_B,
+            **vars(cfg.d3diff),
+        )
+        t2i = d.loss
+        total = total + cfg.w_t2i * t2i
+        metrics.update(
+            t2i=float(d.loss.detach()),
+            mask=float(d.mask_loss.detach()),
+            score=float(d.score_loss.detach()),
+            mask_acc=float(d.mask_accuracy),
+        )
+    tgt_BT = batch["loss_mask_BT"][:, 1:] & (batch["task_B"] == int(Task.MMU))[:, None]
+    if bool(tgt_BT.any()):
+        pred = logits[:, :-1][tgt_BT].float()
+        target = batch["ids_BT"][:, 1:][tgt_BT]
+        mmu = F.cross_entropy(pred, target)
+        total = total + cfg.w_mmu * mmu
+        with torch.no_grad():
+            acc = (pred.argmax(-1) == target).float().mean()
+        metrics.update(mmu=float(mmu.detach()), text_acc=float(acc))
+    n_tokens = int((batch["modality_BT"] != int(Modality.PAD)).sum())
+    return UnifiedLoss(total, t2i, mmu, out.balance_loss, metrics, n_tokens)
+
+
+def make_step_fn(layout: VocabLayout, cfg: LossConfig):
+    """``step_fn(model, batch) -> (loss, metrics, n_tokens)`` for :func:`train.loop.train`."""
+
+    def step_fn(model, batch):
+        res = unified_loss(model, batch, layout, cfg)
+        return res.loss, res.metrics, res.n_tokens
+
+    return step_fn

@@ -1,0 +1,310 @@
+"""Training the UniF²ace model: presets, self-describing checkpoints, sample grids, the run.
+
+Shape legend: B images, N image positions, h/w code grid.
+
+A checkpoint folder ``OUT/checkpoints/step-N/`` is a complete, loadable model::
+
+    model.safetensors            weights (ema.safetensors too when EMA is on)
+    config.json                  the resolved RunConfig plus "layout" (VocabLayout.to_dict())
+    image_tokenizer/             LFQAutoencoder.save_pretrained layout
+    text_tokenizer/tokenizer.json
+    trainer_state.*              optimizer, counters, RNG (resume)
+
+``load_trained(folder)`` rebuilds the network from it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..config import from_dict, load_yaml, to_dict
+from ..errors import UserError
+from ..vocab import VocabLayout
+from .task import MixedTaskData, RunConfig, build_training_model, make_step_fn
+
+PRESET_NAMES = ("tiny", "small", "paper")
+IMAGE_TOKENIZER_DIR, TEXT_TOKENIZER_DIR = "image_tokenizer", "text_tokenizer"
+
+
+def configs_dir() -> Path:
+    """The repository's ``configs/`` folder (presets are data, not code)."""
+    return Path(__file__).resolve().parents[3] / "configs"
+
+
+def load_run_config(preset: str, overrides: list[str] | None = None) -> RunConfig:
+    """A preset name (``configs/<name>.yaml``) or a YAML path, with dotted overrides."""
+    path = Path(preset)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = configs_dir() / f"{preset}.yaml"
+        if not path.is_file():
+            raise UserError(
+                f"unknown preset {preset!r}; valid: {', '.join(PRESET_NAMES)} or a .yaml file"
+            )
+    return load_yaml(RunConfig, path, overrides)
+
+
+def checkpoint_config(cfg: RunConfig, layout: VocabLayout) -> dict:
+    """What ``config.json`` of a checkpoint holds: the run config and the layout."""
+    return {**to_dict(cfg), "layout": layout.to_dict()}
+
+
+def read_checkpoint_config(folder: str | Path) -> tuple[RunConfig, VocabLayout]:
+    """The run config and layout of a checkpoint (missing fields take today's defaults)."""
+    from .checkpoint import read_config
+
+    d = read_config(folder)
+    if "layout" not in d:
+        raise UserError(f"{folder} has no layout in config.json; not a unif2ace model checkpoint")
+    layout = VocabLayout.from_dict(d.pop("layout"))
+    return from_dict(RunConfig, d), layout
+
+
+def load_trained(folder: str | Path, ema: bool = False, device: str = "cpu"):
+    """(model in eval mode, layout, RunConfig) from a checkpoint folder.
+
+    ``ema``: load ``ema.safetensors`` (the averaged weights) instead of ``model.safetensors``.
+    """
+    from ..model import build_model
+    from .checkpoint import EMA_FILE, MODEL_FILE, load_model_weights
+
+    cfg, layout = read_checkpoint_config(folder)
+    model = build_model(cfg.model, layout)
+    load_model_weights(folder, model, file=EMA_FILE if ema else MODEL_FILE)
+    return model.to(device).eval(), layout, cfg
+
+
+def text_tokenizer_file(path: str | Path) -> Path:
+    p = Path(path)
+    p = p / "tokenizer.json" if p.is_dir() else p
+    if not p.is_file():
+        raise UserError(
+            f"no tokenizer.json at {path}; train one with `unif2ace train text-tokenizer`"
+        )
+    return p
+
+
+def tokenizer_copier(image_tokenizer: str | Path, text_tokenizer: str | Path):
+    """``extra_files(folder)``: copy both tokenizers into a checkpoint folder."""
+    img, txt = Path(image_tokenizer), text_tokenizer_file(text_tokenizer)
+
+    def copy(folder: Path) -> None:
+        shutil.copytree(img, folder / IMAGE_TOKENIZER_DIR, dirs_exist_ok=True)
+        (folder / TEXT_TOKENIZER_DIR).mkdir(exist_ok=True)
+        shutil.copy2(txt, folder / TEXT_TOKENIZER_DIR / "tokenizer.json")
+
+    return copy
+
+
+class SampleHook:
+    """``on_sample(step, model, dir)``: prompts -> faces grid, and faces -> captions.
+
+    Writes ``dir/step-N.png`` (row 1: the data's images, row 2: generated from their
+    prompts) and ``dir/step-N.json`` (prompts, captions of the data's images).
+    """
+
+    def __init__(self, cfg: RunConfig, layout: VocabLayout, tokenizer, image_tokenizer, rows):
+        self.cfg, self.layout, self.tok, self.ae = cfg, layout, tokenizer, image_tokenizer
+        s = cfg.sampling
+        self.prompts = list(s.prompts) or [
+            (r.get("prompts") or [r.get("caption") or ""])[0] for r in rows
+        ]
+        self.prompts = self.prompts[: s.num_images]
+        self.rows = rows[: s.num_images]
+
+    def __call__(self, step: int, model, out_dir: Path) -> None:
+        from ..diffusion.samplers import build_sampler
+        from ..model import make_image_denoiser
+        from ..tokenizer.images import save_grid
+        from .distributed import get_rank
+
+        s, layout, grid = self.cfg.sampling, self.layout, self.ae.config.grid
+        prompt_ids = [self.tok.encode(p) for p in self.prompts]
+        from .distributed import is_fsdp
+
+        # FSDP2 rebuilds dataclass arguments of the root forward (input casting), so the
+        # in-place prompt / KV caches would not persist: sample uncached there.
+        self.cached = not is_fsdp(model)
+        guided = s.sampler.guidance_scale > 0
+        den = make_image_denoiser(
+            model, layout, prompt_ids, use_cache=self.cached, with_uncond=guided
+        )
+        dev = model.embed_tokens.weight.device
+        init = torch.full((len(prompt_ids), grid * grid), layout.codebook_size, device=dev)
+        g = torch.Generator().manual_seed(s.seed)
+        out = build_sampler(s.sampler)(
+            den,
+            init,
+            mask_token=layout.codebook_size,
+            codebook_size=layout.codebook_size,
+            generator=g,
+        )
+        codes = out.codes_BN.cpu().view(-1, grid, grid)
+        images = [self.ae.decode(codes)]
+        captions: list[str] = []
+        if self.rows:
+            real = torch.stack([r["codes"] for r in self.rows])
+            images.insert(0, self.ae.decode(real))
+            if s.caption_tokens > 0:
+                captions = self._captions(model, real.flatten(1))
+        if get_rank() != 0:  # every rank samples (FSDP forwards are collective), one writes
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_grid(images, out_dir / f"step-{step:08d}.png")
+        info = {"step": step, "prompts": self.prompts, "captions": captions}
+        (out_dir / f"step-{step:08d}.json").write_text(json.dumps(info, indent=2))
+
+    def _captions(self, model, codes_BN) -> list[str]:
+        from ..data.sequences import CAPTION_INSTRUCTION
+        from ..model import generate_text
+        from .distributed import is_fsdp
+        from .task import encoder_image
+
+        feats = None  # FSDP2: root weights are gathered only inside forward -> null features
+        if self.cfg.data.encoder_images and len(model.encoders) and not is_fsdp(model):
+            r = self.cfg.data.encoder_resolution
+            imgs = torch.stack([encoder_image(x["image"], r) for x in self.rows])
+            feats = model.encode_images(imgs.to(model.embed_tokens.weight.device))
+        q = self.tok.encode(CAPTION_INSTRUCTION)
+        gen = generate_text(
+            model,
+            self.layout,
+            codes_BN.to(model.embed_tokens.weight.device),
+            [q] * len(codes_BN),
+            max_new_tokens=self.cfg.sampling.caption_tokens,
+            encoder_feats=feats,
+            use_cache=self.cached,
+        )
+        return [self.tok.decode(t) for t in gen.tokens]
+
+
+def freeze_unused(model, encoder_images: bool) -> list[str]:
+    """Set ``requires_grad=False`` on parameters this run can never update; returns names.
+
+    The Noise expert always gets the noise level, so its learned null token is dead; with
+    ``encoder_images`` every MMU row has encoder features (the semantic/face null tokens are
+    dead), without them the encoders are. A parameter that never gets a gradient also never
+    gets AdamW state, and the trainer's strict optimizer-state load then refuses the
+    checkpoint; freezing changes nothing else (AdamW skips parameters without gradients).
+    """
+    names = []
+    for name, p in model.named_parameters():
+        null = name.endswith("null_feats")
+        dead = null and (".t2i_" in name or encoder_images)
+        dead = dead or (not encoder_images and name.startswith("encoders."))
+        if dead:
+            p.requires_grad_(False)
+            names.append(name)
+    return names
+
+
+def _sample_rows(cfg: RunConfig, codes: dict[str, torch.Tensor]) -> list[dict]:
+    """The first records of the data split with their codes (fixed sample-grid inputs)."""
+    from ..data.shards import iter_records
+
+    cols = ["id", "image", "caption", "prompts"]
+    rows = []
+    for rec in iter_records(cfg.data.data, cfg.data.split, cols):
+        rows.append({**rec, "codes": codes[rec["id"]]})
+        if len(rows) >= cfg.sampling.num_images:
+            break
+    return rows
+
+
+def prepare(cfg: RunConfig):
+    """(layout, text tokenizer, image tokenizer, codes) of a run config's data section."""
+    from ..tokenizer.autoencoder import LFQAutoencoder
+    from ..tokenizer.pretokenize import load_codes
+    from ..tokenizer.text import TextTokenizer
+
+    d = cfg.data
+    for name in ("data", "image_tokenizer", "text_tokenizer"):
+        if not getattr(d, name):
+            raise UserError(f"data.{name} is not set; pass --{name.replace('_', '-')} DIR")
+    if not Path(d.data).is_dir():
+        raise UserError(
+            f"data folder {d.data!r} does not exist; build one with `unif2ace data build`"
+        )
+    tok = TextTokenizer.from_file(text_tokenizer_file(d.text_tokenizer))
+    ae = LFQAutoencoder.from_pretrained(d.image_tokenizer)
+    layout = VocabLayout(tok.vocab_size, ae.codebook_size)
+    codes = load_codes(d.data, d.split, d.image_tokenizer)
+    return layout, tok, ae, codes
+
+
+def train_model(cfg: RunConfig, out_dir: str | Path, resume: str = "auto", verbose: bool = True):
+    """Train the UniF²ace model of ``cfg`` into ``out_dir`` (resumable); returns TrainResult."""
+    from .distributed import setup_distributed
+    from .loop import Hooks, train
+    from .state import seed_all
+
+    info = setup_distributed()
+    layout, tok, ae, codes = prepare(cfg)
+    seed_all(cfg.train.seed)  # the initial weights are a function of the seed alone
+    model = build_training_model(cfg.model, layout)
+    freeze_unused(model, cfg.data.encoder_images)
+    data = MixedTaskData(
+        cfg.data,
+        layout,
+        tok,
+        codes,
+        cfg.train.micro_batch_size,
+        cfg.train.seed,
+        info.rank,
+        info.world_size,
+    )
+    hooks = Hooks(extra_files=tokenizer_copier(cfg.data.image_tokenizer, cfg.data.text_tokenizer))
+    if cfg.train.sample_every > 0:
+        hooks.on_sample = SampleHook(cfg, layout, tok, ae, _sample_rows(cfg, codes))
+    return train(
+        cfg.train,
+        model,
+        make_step_fn(layout, cfg.loss),
+        data,
+        out_dir,
+        resume=resume,
+        run_config=checkpoint_config(cfg, layout),
+        hooks=hooks,
+        dist_info=info,
+        verbose=verbose,
+    )
+
+
+def memory_per_gpu_gb(
+    n_params: int,
+    world_size: int,
+    micro_batch: int,
+    seq_len: int,
+    d_model: int,
+    n_layers: int,
+    n_heads: int,
+    vocab_size: int,
+    ema: bool = True,
+    gathered_params: int = 0,
+) -> dict[str, float]:
+    """Per-GPU memory estimate (GiB) of FSDP2 training with bf16 compute.
+
+    Sharded over ``world_size``: fp32 master weights (4 B/param), fp32 gradients (4), AdamW
+    moments (8) and the EMA copy (4). Unsharded: the bf16 weights FSDP2 gathers at a time
+    (``gathered_params``: the root's embedding + head plus two blocks with prefetch).
+    Activations without recomputation (Korthikanti et al. 2022, Eq. 2): per layer
+    ``s·b·h·(34 + 5·a·s/h)`` bytes; logits ``b·s·V`` in bf16 plus their fp32 loss copy and
+    gradient (10 B per element).
+    """
+    per_param = 4 + 4 + 8 + (4 if ema else 0)
+    states = n_params * per_param / world_size
+    sbh = seq_len * micro_batch * d_model
+    acts = n_layers * sbh * (34 + 5 * n_heads * seq_len / d_model)
+    logits = micro_batch * seq_len * vocab_size * 10
+    gib = 2**30
+    out = {
+        "sharded_states": states / gib,
+        "gathered_bf16_weights": 2 * gathered_params / gib,
+        "activations": acts / gib,
+        "logits": logits / gib,
+    }
+    out["total"] = sum(out.values())
+    return out

@@ -1,0 +1,352 @@
+"""The UniF²ace training task: mixed-task data, the unified loss, resume, CLI and overfitting.
+
+Fixtures: a tiny FaceForge set (16 records), an untrained tiny image tokenizer with its
+pretokenised codes, a byte-level BPE trained on the set's text; all built once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from unif2ace.cli import main
+from unif2ace.config import from_dict, to_dict
+from unif2ace.data.faceforge.build import build_dataset
+from unif2ace.data.shards import iter_records
+from unif2ace.model import build_model, make_image_denoiser
+from unif2ace.tokenizer.autoencoder import build_tokenizer
+from unif2ace.tokenizer.pretokenize import pretokenize
+from unif2ace.tokenizer.text import iter_corpus, train_text_tokenizer
+from unif2ace.train.checkpoint import find_latest
+from unif2ace.train.metrics import read_jsonl
+from unif2ace.train.task import (
+    MixedTaskData,
+    RunConfig,
+    build_training_model,
+    record_generator,
+    record_to_sequence,
+    unified_loss,
+)
+from unif2ace.train.unified import (
+    load_run_config,
+    load_trained,
+    prepare,
+    read_checkpoint_config,
+    train_model,
+)
+from unif2ace.vocab import Modality, Task
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("unified")
+    build_dataset(root / "data", preset="tiny", num=16, progress=False)
+    torch.manual_seed(0)
+    build_tokenizer("tiny").save_pretrained(root / "imgtok")
+    pretokenize(root / "imgtok", root / "data", splits=["train"], log=lambda s: None)
+    train_text_tokenizer(iter_corpus(root / "data"), 400).save(root / "texttok")
+    return {"data": root / "data", "imgtok": root / "imgtok", "texttok": root / "texttok"}
+
+
+def _flags(fx) -> list[str]:
+    return [
+        f"data.data={fx['data']}",
+        f"data.image_tokenizer={fx['imgtok']}",
+        f"data.text_tokenizer={fx['texttok']}",
+    ]
+
+
+def _cfg(fx, *overrides: str) -> RunConfig:
+    return load_run_config("tiny", _flags(fx) + list(overrides))
+
+
+def _first_batch(cfg: RunConfig, epoch: int = 0) -> tuple[dict, object]:
+    layout, tok, _, codes = prepare(cfg)
+    data = MixedTaskData(cfg.data, layout, tok, codes, cfg.train.micro_batch_size, 0)
+    return next(iter(data(epoch, 0))), layout
+
+
+def test_one_step_gives_finite_loss_with_every_component(fx):
+    cfg = _cfg(fx, "train.micro_batch_size=8", "train.batch_size=8")
+    batch, layout = _first_batch(cfg)
+    tasks = set(batch["task_B"].tolist())
+    assert tasks == {int(Task.T2I), int(Task.MMU)}, "seed 0 mixes both tasks"
+    torch.manual_seed(0)
+    model = build_model(cfg.model, layout)
+    res = unified_loss(model, batch, layout, cfg.loss)
+    for k in ("t2i", "mask", "score", "mask_acc", "mmu", "text_acc", "balance"):
+        assert k in res.metrics and math.isfinite(res.metrics[k]), k
+    want = res.t2i + res.mmu + cfg.loss.balance * res.balance
+    torch.testing.assert_close(res.loss, want)
+    res.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert model.encoders["semantic"].proj.weight.grad is not None  # MMU images reach them
+    assert res.n_tokens == int((batch["modality_BT"] != int(Modality.PAD)).sum())
+
+
+def test_padding_never_enters_the_loss(fx):
+    cfg = _cfg(fx, "train.micro_batch_size=8", "train.batch_size=8")
+    batch, layout = _first_batch(cfg)
+    pad = batch["modality_BT"] == int(Modality.PAD)
+    assert pad.any() and not (batch["loss_mask_BT"] & pad).any()
+    torch.manual_seed(0)
+    model = build_model(cfg.model, layout)
+    ref = unified_loss(model, batch, layout, cfg.loss).loss
+    # Other ids on padding, and 7 more padding columns: the loss must not move.
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randint(0, layout.size, batch["ids_BT"].shape, generator=g)
+    changed = {**batch, "ids_BT": torch.where(pad, noise, batch["ids_BT"])}
+    wider = dict(batch)
+    for k, fill in (("ids_BT", layout.pad_id), ("modality_BT", int(Modality.PAD))):
+        wider[k] = torch.cat([batch[k], torch.full((len(batch[k]), 7), fill)], 1)
+    for k in ("loss_mask_BT", "image_mask_BT"):
+        wider[k] = torch.cat([batch[k], torch.zeros(len(batch[k]), 7, dtype=torch.bool)], 1)
+    for other in (changed, wider):
+        got = unified_loss(model, other, layout, cfg.loss).loss
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def _record(fx) -> dict:
+    return next(iter_records(fx["data"], "train"))
+
+
+def test_prompt_dropout_rate_and_task_mix_follow_the_config(fx):
+    cfg = _cfg(fx, "data.t2i=0.6", "data.caption=0.2", "data.vqa=0.2", "data.prompt_dropout=0.1")
+    layout, tok, _, codes = prepare(cfg)
+    rec = _record(fx)
+    n, t2i, dropped = 3000, 0, 0
+    for i in range(n):
+        seq = record_to_sequence(
+            cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(0, 0, i)
+        )
+        t2i += seq.task == Task.T2I
+        dropped += seq.prompt_dropped
+    assert abs(t2i / n - 0.6) < 4 * math.sqrt(0.24 / n)
+    assert abs(dropped / t2i - 0.1) < 4 * math.sqrt(0.09 / t2i)
+    # a record's sequence is a pure function of (seed, epoch, index)
+    a = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(3, 1, 5))
+    b = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(3, 1, 5))
+    assert a == b
+
+
+def test_data_factory_start_skips_exactly(fx):
+    cfg = _cfg(fx, "train.micro_batch_size=2", "train.batch_size=2")
+    layout, tok, _, codes = prepare(cfg)
+    data = MixedTaskData(cfg.data, layout, tok, codes, 2, seed=0)
+    full = list(data(1, 0))
+    tail = list(data(1, 2))
+    assert len(full) == 6 and len(tail) == 4  # 13 records, whole batches only
+    for x, y in zip(full[2:], tail, strict=True):
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    assert not torch.equal(full[0]["ids_BT"], list(data(2, 0))[0]["ids_BT"])  # epochs differ
+
+
+def _losses(out: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_jsonl(out / "metrics.jsonl") if "loss" in r}
+
+
+def test_resume_from_a_middle_checkpoint_repeats_the_losses_exactly(fx, tmp_path):
+    common = ("train.steps=8", "train.log_every=1", "train.ckpt_every=3", "train.keep_last=0")
+    cfg = _cfg(fx, *common, "train.optim.ema_decay=0.9")
+    train_model(cfg, tmp_path / "ref", verbose=False)
+    ref = _losses(tmp_path / "ref")
+    assert sorted(ref) == list(range(1, 9))
+    mid = tmp_path / "ref" / "checkpoints" / "step-00000003"
+    train_model(cfg, tmp_path / "resumed", resume=str(mid), verbose=False)
+    got = _losses(tmp_path / "resumed")
+    assert got == {s: ref[s] for s in range(4, 9)}  # exact float equality
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_through_the_cli_is_bitwise_identical(fx, tmp_path):
+    args = ["train", "model", "--preset", "tiny", "--data", str(fx["data"]),
+            "--tokenizer", str(fx["imgtok"]), "--text-tokenizer", str(fx["texttok"]),
+            "train.steps=16", "train.log_every=1", "train.ckpt_every=2"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "ref")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "unif2ace.cli", *args, "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while find_latest(tmp_path / "run") is None:
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert proc.poll() is None, "finished before the kill; make the run longer"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = int(find_latest(tmp_path / "run").name.split("-")[1])
+    assert 0 < killed_at < 16
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    assert _losses(tmp_path / "run") == _losses(tmp_path / "ref")
+
+
+def test_checkpoint_is_a_complete_self_describing_model(fx, tmp_path):
+    cfg = _cfg(
+        fx,
+        *("train.steps=2", "train.ckpt_every=2", "train.sample_every=2"),
+        *("sampling.num_images=2", "sampling.caption_tokens=4", "sampling.sampler.num_steps=2"),
+    )
+    res = train_model(cfg, tmp_path, verbose=False)
+    ck = res.checkpoint
+    for f in ("model.safetensors", "config.json", "image_tokenizer/config.json",
+              "image_tokenizer/model.safetensors", "text_tokenizer/tokenizer.json"):  # fmt: skip
+        assert (ck / f).is_file(), f
+    assert (tmp_path / "samples" / "step-00000002.png").is_file()
+    info = json.loads((tmp_path / "samples" / "step-00000002.json").read_text())
+    assert len(info["prompts"]) == 2 and len(info["captions"]) == 2
+    model, layout, back = load_trained(ck)
+    assert back == cfg and layout.text_vocab_size == 400
+    trained = res.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in model.state_dict().items())
+    # an old checkpoint without a newer field still loads (the field takes its default)
+    d = json.loads((ck / "config.json").read_text())
+    del d["data"]["encoder_resolution"], d["loss"]["balance"]
+    (ck / "config.json").write_text(json.dumps(d))
+    old, _ = read_checkpoint_config(ck)
+    assert old.data.encoder_resolution == 64 and old.loss.balance == 0.01
+
+
+def test_cli_config_round_trip_and_unknown_keys(fx, tmp_path, capsys):
+    base = ["train", "model", "--preset", "tiny", "--out", str(tmp_path), "--print-config"]
+    assert main([*base, "--steps", "7", "train.optim.lr=2e-3", "loss.w_mmu=0.5"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    cfg = from_dict(RunConfig, d)
+    assert cfg.train.steps == 7 and cfg.train.optim.lr == 2e-3 and cfg.loss.w_mmu == 0.5
+    assert to_dict(cfg) == d
+    path = tmp_path / "run.yaml"
+    from unif2ace.config import save_yaml
+
+    save_yaml(cfg, path)
+    assert load_run_config(str(path)) == cfg
+    assert main([*base, "loss.nope=1"]) == 2
+    err = capsys.readouterr().err
+    assert "loss.nope" in err and "w_t2i" in err  # names the valid keys
+    assert main(["train", "model", "--preset", "huge", "--out", str(tmp_path)]) == 2
+    assert "tiny" in capsys.readouterr().err
+
+
+def test_tiny_model_overfits_four_faces_and_the_sampler_reproduces_them(fx, tmp_path):
+    """Tiny network, an 8x-downsampling tiny tokenizer (4x4 codes), four faces, their first
+    prompts: D3Diff and the mask loss go to ~0 and MaskGIT with the model's denoiser
+    (prompt cache, argmax) redraws each face's codes from its prompt. ~15 s."""
+    from unif2ace.data.sequences import build_t2i, collate
+    from unif2ace.diffusion.samplers import maskgit_sample
+    from unif2ace.train.optim import OptimConfig, build_optimizer
+
+    torch.manual_seed(0)
+    build_tokenizer("tiny", channel_mult=(1, 2, 2, 2)).save_pretrained(tmp_path / "tok4")
+    pretokenize(tmp_path / "tok4", fx["data"], splits=["train"], log=lambda s: None)
+    cfg = _cfg(fx, f"data.image_tokenizer={tmp_path / 'tok4'}", "data.prompt_dropout=0")
+    layout, tok, _, codes = prepare(cfg)
+    recs = [r for r, _ in zip(iter_records(fx["data"], "train"), range(4), strict=False)]
+    prompts = [tok.encode(r["prompts"][0]) for r in recs]
+    want = torch.stack([codes[r["id"]].flatten() for r in recs])
+    assert want.shape == (4, 16) and len(set(map(tuple, want.tolist()))) == 4
+    b = collate([build_t2i(layout, p, c) for p, c in zip(prompts, want, strict=True)], layout)
+    batch = {"ids_BT": b.input_ids_BT, "modality_BT": b.modality_BT, "task_B": b.task_B,
+             "loss_mask_BT": b.loss_mask_BT, "image_mask_BT": b.image_mask_BT}  # fmt: skip
+    torch.manual_seed(0)
+    model = build_training_model(cfg.model, layout)
+    opt = build_optimizer(model, OptimConfig(lr=3e-3, weight_decay=0.0))
+    last = []
+    for step in range(300):
+        with torch.autocast("cpu", torch.bfloat16):
+            res = unified_loss(model, {**batch, "noise_seed": torch.tensor(step)}, layout, cfg.loss)
+        opt.zero_grad()
+        res.loss.backward()
+        opt.step()
+        last = (last + [res.metrics])[-10:]
+    assert max(m["t2i"] for m in last) < 0.05 and max(m["mask"] for m in last) < 0.02
+    assert min(m["mask_acc"] for m in last) == 1.0
+    model.eval()
+    K = layout.codebook_size
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        out = maskgit_sample(
+            make_image_denoiser(model, layout, prompts), torch.full_like(want, K),
+            mask_token=K, codebook_size=K, num_steps=8, temperature=0.0,
+            choice_temperature=0.0, generator=torch.Generator().manual_seed(0),
+        )  # fmt: skip
+    assert torch.equal(out.codes_BN, want)
+
+
+def _errors(proc: subprocess.CompletedProcess) -> str:
+    return "\n".join(x for x in proc.stderr.splitlines() if "rror" in x)[-3000:]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_process_gloo_run_trains_samples_and_resumes(fx, tmp_path, parallel):
+    """torchrun, 2 CPU ranks: ranks see different task mixes (routing and encoders used on
+    one rank only), which FSDP2's reduce-scatter must survive; then resume to more steps."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+
+    def run(steps: int) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-port", str(_free_port()),
+               "-m", "unif2ace.cli", "train", "model", "--preset", "tiny",
+               "--data", str(fx["data"]), "--tokenizer", str(fx["imgtok"]),
+               "--text-tokenizer", str(fx["texttok"]), "--out", str(out),
+               "--steps", str(steps), "--batch-size", "8", "--micro-batch-size", "2",
+               f"train.parallel={parallel}", "train.log_every=1", "train.ckpt_every=2",
+               "train.sample_every=4", "sampling.sampler.num_steps=2"]  # fmt: skip
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+    first = run(4)
+    assert first.returncode == 0, _errors(first)
+    assert (out / "samples" / "step-00000004.png").is_file()
+    second = run(6)
+    assert second.returncode == 0, _errors(second)
+    assert "resumed from" in second.stdout
+    losses = _losses(out)
+    assert sorted(losses) == list(range(1, 7)) and all(math.isfinite(v) for v in losses.values())
+    model, _, _ = load_trained(find_latest(out))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+def test_presets_load_and_match_the_model_presets(preset):
+    from unif2ace.model import model_preset
+
+    cfg = load_run_config(preset)
+    assert cfg.preset == preset and cfg.model == model_preset(preset)
+    assert cfg.loss.d3diff.alpha == 0.01 and cfg.data.prompt_dropout == 0.1
+    cfg.train.grad_accum(1 if preset != "paper" else 8)  # batch sizes split evenly
+
+
+def test_ranks_split_the_single_process_batches_exactly(fx):
+    """Two ranks with micro-batch 2 build, step by step, the very rows one process builds
+    with micro-batch 4 (records and their task/prompt/dropout choices)."""
+    cfg = _cfg(fx)
+    layout, tok, _, codes = prepare(cfg)
+
+    def rows(batch) -> list[tuple]:
+        real = batch["modality_BT"] != int(Modality.PAD)
+        return sorted(tuple(r[m].tolist()) for r, m in zip(batch["ids_BT"], real, strict=True))
+
+    one = MixedTaskData(cfg.data, layout, tok, codes, 4, seed=0)
+    two = [MixedTaskData(cfg.data, layout, tok, codes, 2, 0, rank=r, world_size=2) for r in (0, 1)]
+    for b1, b0, b2 in zip(one(0, 0), *(d(0, 0) for d in two), strict=False):
+        assert rows(b1) == sorted(rows(b0) + rows(b2))
