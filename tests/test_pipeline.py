@@ -119,6 +119,8 @@ def test_loads_trainer_checkpoints_and_run_folders(pipe_dir, tmp_path):
     (ckpt / "config.json").write_text(json.dumps(cfg))
     (ckpt / "trainer_state.json").write_text("{}")
     (run / "checkpoints" / "latest").write_text("step-00000010\n")
+    # The trainer also writes the resolved run config at the run folder's top (no weights).
+    (run / "config.json").write_text(json.dumps(cfg))
     p = FacePipeline.from_pretrained(run)
     assert p.sampling.sampler.num_steps == 5 and p.sampling.max_text_len == 20
     assert p.sampling.encoder_resolution == 16

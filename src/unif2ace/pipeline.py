@@ -479,8 +479,11 @@ def _check_batch_size(batch_size: int) -> int:
 
 
 def _resolve_folder(d: Path) -> Path:
-    """A model folder as given, or the newest checkpoint of a training run folder."""
-    if (d / CONFIG_FILE).is_file():
+    """A model folder as given, or the newest checkpoint of a training run folder.
+
+    A run folder also holds a ``config.json`` (the resolved run config) but no weights, so
+    the weights file decides."""
+    if (d / MODEL_FILE).is_file():
         return d
     from .train.checkpoint import find_latest
 
