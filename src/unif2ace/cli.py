@@ -27,7 +27,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unif2ace.data.cli",
     "unif2ace.data.importers.cli",
     "unif2ace.tokenizer.cli",
+    "unif2ace.train.cli",
+    "unif2ace.train.encoders_cli",
     "unif2ace.demo",
+    "unif2ace.infer_cli",
+    "unif2ace.bench",
 )
 
 

@@ -90,12 +90,13 @@ class CNNEncoder(nn.Module):
 
 
 @register_encoder("cnn-semantic")
-def _cnn_semantic(feature_dim: int, width: int = 32, n_outputs: int = 0, **_) -> nn.Module:
-    return CNNEncoder(feature_dim, width, n_outputs)
-
-
 @register_encoder("cnn-identity")
-def _cnn_identity(feature_dim: int, width: int = 32, n_outputs: int = 0, **_) -> nn.Module:
+def _cnn(feature_dim: int, width: int = 32, n_outputs: int = 0, path=None, **_) -> nn.Module:
+    """Fresh CNNEncoder, or with ``path=`` a trained, frozen one (``train encoders``)."""
+    if path is not None:
+        from .encoder_train import load_trained_encoder
+
+        return load_trained_encoder(path, feature_dim)
     return CNNEncoder(feature_dim, width, n_outputs)
 
 
