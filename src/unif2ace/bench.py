@@ -60,7 +60,7 @@ FLOPS_COUNTS = (
 class BenchConfig:
     """Sizes of one benchmark run (``bench_config`` gives the full and the quick one)."""
 
-    preset: str = "small"
+    preset: str = "base"
     text_vocab_size: int = 4096  # the text BPE's default size
     codebook_size: int = 4096  # the small image tokenizer: 12 LFQ bits
     image_tokens: int = 256  # 16 x 16 code grid
@@ -83,14 +83,16 @@ class BenchConfig:
     matmul_flops: float = 2e10  # work per timed matmul run
 
 
-def bench_config(preset: str = "small", quick: bool = False) -> BenchConfig:
+def bench_config(preset: str = "base", quick: bool = False) -> BenchConfig:
     """Full settings for ``preset`` (TARGETS.md's), or ``quick``: tiny model, tiny sizes."""
     from .errors import UserError
     from .model import model_preset
 
     model_preset(preset)  # a wrong name fails now, with the list of presets
-    if preset not in ("tiny", "small"):
-        raise UserError(f"preset {preset!r} is too large to benchmark on a CPU; use small or tiny")
+    if preset not in ("tiny", "small", "base"):
+        raise UserError(
+            f"preset {preset!r} is too large to benchmark on a CPU; use base, small or tiny"
+        )
     if not quick:
         return BenchConfig(preset=preset)
     return BenchConfig(
@@ -527,7 +529,11 @@ def format_table(res: dict) -> str:
 
 # --- command line ------------------------------------------------------------------------
 def add_bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="small", help="model preset (default small)")
+    p.add_argument(
+        "--preset",
+        default="base",
+        help="model preset (default base: TARGETS.md's d512 x 8-layer reference size)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--quick", action="store_true", help="tiny model, few iterations (tests)")
     p.add_argument(

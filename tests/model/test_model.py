@@ -62,7 +62,7 @@ def test_config_roundtrip_and_errors():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(UserError, match="unknown model config keys"):
         ModelConfig.from_dict({"d_modle": 3})
-    with pytest.raises(UserError, match="valid: tiny, small, paper"):
+    with pytest.raises(UserError, match="valid: tiny, small, base, paper"):
         model_preset("huge")
     with pytest.raises(UserError, match="divisible"):
         ModelConfig(d_model=10, n_heads=3)

@@ -326,7 +326,7 @@ def test_two_process_gloo_run_trains_samples_and_resumes(fx, tmp_path, parallel)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "paper"])  # base: bench only
 def test_presets_load_and_match_the_model_presets(preset):
     from unif2ace.model import model_preset
 
@@ -350,3 +350,31 @@ def test_ranks_split_the_single_process_batches_exactly(fx):
     two = [MixedTaskData(cfg.data, layout, tok, codes, 2, 0, rank=r, world_size=2) for r in (0, 1)]
     for b1, b0, b2 in zip(one(0, 0), *(d(0, 0) for d in two), strict=False):
         assert rows(b1) == sorted(rows(b0) + rows(b2))
+
+
+def test_trained_encoders_are_loaded_frozen_and_survive_resume(fx, tmp_path):
+    from unif2ace.model import model_preset
+    from unif2ace.model.encoder_train import ProbedEncoder, save_trained_encoder
+
+    tiny = model_preset("tiny")
+    folders = {}
+    for slot, seed in (("semantic", 1), ("face", 2)):
+        torch.manual_seed(seed)
+        enc = ProbedEncoder(tiny.semantic_feature_dim, tiny.encoder_width, 5)
+        save_trained_encoder(enc, tmp_path / slot, {"kind": slot})
+        folders[slot] = enc.encoder.state_dict()
+    common = ("train.steps=4", "train.log_every=1", "train.ckpt_every=2", "train.keep_last=0")
+    init = (
+        f"init.semantic_encoder={tmp_path / 'semantic'}",
+        f"init.face_encoder={tmp_path / 'face'}",
+    )
+    cfg = _cfg(fx, *common, *init)
+    train_model(cfg, tmp_path / "run", verbose=False)
+    ref = _losses(tmp_path / "run")
+    model = load_trained(tmp_path / "run" / "checkpoints" / "step-00000004")[0]
+    for slot, state in folders.items():  # frozen: the weights are still the trained ones
+        got = model.encoders[slot].state_dict()
+        assert all(torch.equal(got[k], state[k]) for k in state), slot
+    mid = tmp_path / "run" / "checkpoints" / "step-00000002"
+    train_model(cfg, tmp_path / "resumed", resume=str(mid), verbose=False)
+    assert _losses(tmp_path / "resumed") == {s: ref[s] for s in (3, 4)}

@@ -141,9 +141,19 @@ def _tiny() -> ModelConfig:
 
 
 def _small() -> ModelConfig:
-    # TARGETS.md reference size (d512, 8 layers); experts = dense 2048 / 4 (active FFN width
-    # 5 x 512). Measured fwd+bwd, batch 8 x 323, bf16 autocast, one thread: MFU 0.57,
-    # 1378 tok/cpu-s; expert_hidden=256 gives MFU 0.49 at 1708 tok/cpu-s.
+    # The bundled model: d384, 8 layers, experts = dense 1536 / 8 (paper N = 8, K = 4):
+    # 34.2M parameters (68 MB in bf16, "tens of MB"), ~14M active per token, 2.4x fewer
+    # training FLOPs per token than ``base`` so it trains further in the same CPU hours.
+    return ModelConfig(
+        d_model=384, n_heads=6, ffn_hidden=1536, expert_hidden=192, n_routed_experts=8, top_k=4
+    )
+
+
+def _base() -> ModelConfig:
+    # TARGETS.md speed reference size (d512, 8 layers): the shape `unif2ace bench` measures.
+    # Experts = dense 2048 / 4 (active FFN width 5 x 512); 94.5M parameters. Measured
+    # fwd+bwd, batch 8 x 323, bf16 autocast, one thread: MFU 0.57, 1378 tok/cpu-s;
+    # expert_hidden=256 gives MFU 0.49 at 1708 tok/cpu-s.
     return ModelConfig()
 
 
@@ -166,7 +176,7 @@ def _paper() -> ModelConfig:
     )
 
 
-PRESETS = {"tiny": _tiny, "small": _small, "paper": _paper}
+PRESETS = {"tiny": _tiny, "small": _small, "base": _base, "paper": _paper}
 
 
 def model_preset(name: str, **overrides) -> ModelConfig:

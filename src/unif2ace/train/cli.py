@@ -13,6 +13,8 @@ _DATA_FLAGS = {
     "data": "data.data",
     "tokenizer": "data.image_tokenizer",
     "text_tokenizer": "data.text_tokenizer",
+    "semantic_encoder": "init.semantic_encoder",
+    "face_encoder": "init.face_encoder",
 }
 
 
@@ -31,6 +33,14 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--data", help="data set folder (pretokenised with --tokenizer)")
     p.add_argument("--tokenizer", help="image tokenizer folder (LFQ autoencoder)")
     p.add_argument("--text-tokenizer", help="text tokenizer folder or tokenizer.json")
+    p.add_argument(
+        "--semantic-encoder",
+        help="trained semantic encoder folder (`unif2ace train encoders`), frozen in the model",
+    )
+    p.add_argument(
+        "--face-encoder",
+        help="trained identity encoder folder (`unif2ace train encoders`), frozen in the model",
+    )
     p.add_argument(
         "--print-config",
         action="store_true",

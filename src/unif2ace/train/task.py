@@ -100,6 +100,15 @@ class SamplingConfig:
 
 
 @dataclass
+class InitConfig:
+    """Trained parts a run starts from (read again on resume, where the checkpoint's values
+    of the same weights win). Empty: trained jointly from scratch."""
+
+    semantic_encoder: str = ""  # folder of `unif2ace train encoders` (semantic); frozen
+    face_encoder: str = ""  # folder of `unif2ace train encoders` (identity); frozen
+
+
+@dataclass
 class RunConfig:
     """The whole run (saved as ``config.json`` in every checkpoint, with ``layout``)."""
 
@@ -109,6 +118,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
 
 # --- data ----------------------------------------------------------------------------------

@@ -201,6 +201,15 @@ def freeze_unused(model, encoder_images: bool) -> list[str]:
     return names
 
 
+def init_encoders(model, cfg: RunConfig) -> None:
+    """Put the trained, frozen encoders named in ``cfg.init`` into ``model`` (in place)."""
+    from ..model.encoder_train import attach_trained_encoders
+
+    sem, face = cfg.init.semantic_encoder or None, cfg.init.face_encoder or None
+    if sem or face:
+        attach_trained_encoders(model, semantic=sem, face=face)
+
+
 def _sample_rows(cfg: RunConfig, codes: dict[str, torch.Tensor]) -> list[dict]:
     """The first records of the data split with their codes (fixed sample-grid inputs)."""
     from ..data.shards import iter_records
@@ -245,6 +254,7 @@ def train_model(cfg: RunConfig, out_dir: str | Path, resume: str = "auto", verbo
     layout, tok, ae, codes = prepare(cfg)
     seed_all(cfg.train.seed)  # the initial weights are a function of the seed alone
     model = build_training_model(cfg.model, layout)
+    init_encoders(model, cfg)
     freeze_unused(model, cfg.data.encoder_images)
     data = MixedTaskData(
         cfg.data,
