@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unif2ace.demo",
     "unif2ace.infer_cli",
     "unif2ace.bench",
+    "unif2ace.recipe",
 )
 
 

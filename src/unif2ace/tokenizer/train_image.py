@@ -244,7 +244,7 @@ def train_tokenizer(
         step += 1
         if step % cfg.log_every == 0 or step == end:
             _log_step(out, log, step, cfg, parts, float(gnorm), t0, start_step)
-        if step % cfg.sample_every == 0 or step == cfg.steps:
+        if cfg.sample_every > 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
             _write_samples(model, sample_images_BCHW, out / "samples" / f"step-{step:07d}.png")
         if step % cfg.ckpt_every == 0 or step == end:
             save_checkpoint(out, model, opt, step, stream, cfg)

@@ -1,0 +1,38 @@
+"""``unif2ace recipe tiny``: every stage runs, the report names them, a rerun skips them."""
+
+import json
+
+import pytest
+
+from unif2ace.errors import UserError
+from unif2ace.pipeline import FacePipeline
+from unif2ace.recipe import STATE_FILE, run_recipe
+
+
+def test_tiny_recipe_runs_every_stage_and_resumes(tmp_path):
+    out = tmp_path / "r"
+    state = run_recipe("tiny", out, log=lambda s: None)
+    want = [
+        "data",
+        "image-tokenizer",
+        "text-tokenizer",
+        "tokenizer-eval",
+        "pretokenize",
+        "encoders",
+        "model",
+    ]
+    assert list(state["done"])[: len(want)] == want
+    report = (out / "REPORT.md").read_text()
+    assert all(f"| {s} |" in report for s in want)
+    assert "psnr" in report
+    assert json.loads((out / STATE_FILE).read_text())["done"].keys() == state["done"].keys()
+    pipe = FacePipeline.from_pretrained(out / "model")  # the run folder is a usable model
+    assert len(pipe.generate(["a smiling woman"], seed=0, num_steps=2)) == 1
+    seen = []
+    run_recipe("tiny", out, log=seen.append)
+    assert all("skipped" in line for line in seen) and len(seen) == len(state["done"])
+
+
+def test_unknown_recipe_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="valid: tiny, small"):
+        run_recipe("huge", tmp_path)
