@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unif2ace.tokenizer.cli",
     "unif2ace.train.cli",
     "unif2ace.train.encoders_cli",
+    "unif2ace.eval.judge_cli",
     "unif2ace.demo",
     "unif2ace.infer_cli",
     "unif2ace.bench",

@@ -1,0 +1,43 @@
+"""``unif2ace demo`` on a tiny trained model: every output exists and names every input."""
+
+import html
+import json
+
+import pytest
+
+from unif2ace.cli import main
+from unif2ace.data.faceforge.build import get_preset, make_record
+from unif2ace.demo import test_records as demo_test_records
+from unif2ace.recipe import run_recipe
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recipe")
+    run_recipe("tiny", out, log=lambda s: None)
+    return out / "model"
+
+
+def test_demo_writes_page_grids_and_results(tiny_model, tmp_path):
+    out = tmp_path / "demo"
+    argv = ["demo", "--checkpoint", str(tiny_model), "--out", str(out), "--num", "3"]
+    assert main([*argv, "--steps", "2"]) == 0
+    for name in ("index.html", "generated.png", "described.png", "results.json"):
+        assert (out / name).is_file(), name
+    res = json.loads((out / "results.json").read_text())
+    page = (out / "index.html").read_text()
+    assert len(res["generated"]) == 3 and len(res["described"]) == 3
+    assert all(html.escape(g["prompt"]) in page for g in res["generated"])
+    assert all(len(f["qa"]) == 2 for f in res["described"])
+    assert len(list((out / "faces").glob("*.png"))) == 6
+
+
+def test_demo_faces_are_the_test_split_records():
+    recs = demo_test_records(2)
+    assert [r["id"] for r in recs] == ["ff-test-0000000", "ff-test-0000001"]
+    assert recs[1]["image"] == make_record(0, "test", 1, get_preset("small"))["image"]
+
+
+def test_demo_rejects_a_bad_count(tiny_model, tmp_path, capsys):
+    assert main(["demo", "--checkpoint", str(tiny_model), "--num", "0"]) == 2
+    assert "--num must be at least 1" in capsys.readouterr().err
