@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unif2ace.infer_cli",
     "unif2ace.bench",
     "unif2ace.recipe",
+    "unif2ace.export",
 )
 
 

@@ -1,0 +1,233 @@
+"""``unif2ace export``: a training checkpoint -> a small model folder with its model card.
+
+The folder is :class:`~unif2ace.pipeline.FacePipeline`'s layout (what ``--checkpoint`` and
+the bundled model use) plus::
+
+    MODEL_CARD.md        data, steps, tokens, wall time, hardware, metrics, loss curves
+    loss_curves.png      training losses and accuracies against steps (from metrics.jsonl)
+    training.json        the numbers of the card, machine-readable
+
+The transformer is written in bf16 (the pipeline runs it in bf16 anyway); the EMA weights are
+exported when the checkpoint has them. ``--tokenizer-dtype bf16`` also halves the image
+tokenizer (its codes then differ from fp32 pretokenisation on a few positions: measure with
+``unif2ace eval-tokenizer``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+CARD_FILE, CURVES_FILE, SUMMARY_FILE = "MODEL_CARD.md", "loss_curves.png", "training.json"
+CURVES = (("loss", "total"), ("t2i", "D3Diff"), ("mask", "mask CE"), ("mmu", "text CE"))
+ACCURACIES = (("mask_acc", "masked-code accuracy"), ("text_acc", "answer-token accuracy"))
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Training log rows (``metrics.jsonl``) with a loss, in step order, last write wins
+    (a resumed run rewrites the steps after its checkpoint)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows: dict[int, dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if "loss" in r and "step" in r:
+                rows[int(r["step"])] = r
+    return [rows[s] for s in sorted(rows)]
+
+
+def _smooth(values: list[float], beta: float = 0.9) -> list[float]:
+    out, avg = [], None
+    for v in values:
+        avg = v if avg is None else beta * avg + (1 - beta) * v
+        out.append(avg)
+    return out
+
+
+def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
+    """Losses (log scale) and accuracies against steps, raw (faint) and smoothed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    steps = [r["step"] for r in rows]
+    for ax, keys in ((ax_l, CURVES), (ax_a, ACCURACIES)):
+        for key, label in keys:
+            ys = [r.get(key, math.nan) for r in rows]
+            if all(math.isnan(y) for y in ys):
+                continue
+            (line,) = ax.plot(steps, _smooth(ys), label=label)
+            ax.plot(steps, ys, color=line.get_color(), alpha=0.2, linewidth=0.8)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax_l.set_yscale("log")
+    ax_l.set_title("losses")
+    ax_a.set_title("accuracies")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def training_summary(ckpt: Path, run_cfg: dict, rows: list[dict]) -> dict:
+    """Steps, samples, tokens and wall time of a checkpoint (its trainer state)."""
+    state_file = ckpt / "trainer_state.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    prog = state.get("state", state)
+    last = rows[-1] if rows else {}
+    return {
+        "step": prog.get("step", last.get("step")),
+        "samples_seen": prog.get("samples_seen"),
+        "tokens_seen": prog.get("tokens_seen"),
+        "train_wall_s": round(prog.get("elapsed_s", last.get("elapsed_s", 0.0)), 1),
+        "peak_mem_gb": max((r.get("peak_mem_gb", 0.0) for r in rows), default=None),
+        "final": {k: last[k] for k, _ in CURVES + ACCURACIES if k in last},
+        "train": run_cfg.get("train", {}),
+        "data": run_cfg.get("data", {}),
+    }
+
+
+def export_model(
+    checkpoint: str | Path,
+    out: str | Path,
+    weights: str = "ema",
+    tokenizer_dtype: str = "fp32",
+    metrics: list[str] | None = None,
+    hardware: str | None = None,
+) -> Path:
+    """Write the model folder + card of ``checkpoint`` (a checkpoint or a run folder)."""
+    from .pipeline import FacePipeline, _resolve_folder
+    from .train.checkpoint import EMA_FILE, MODEL_FILE, load_model_weights
+
+    src = Path(checkpoint)
+    ckpt = _resolve_folder(src)
+    if not (ckpt / MODEL_FILE).is_file():
+        raise UserError(f"no checkpoint in {str(src)!r}; pass a run folder or a checkpoint")
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
+    pipe = FacePipeline.from_pretrained(ckpt, dtype=torch.bfloat16)
+    used = "model"
+    if weights == "ema" and (ckpt / EMA_FILE).is_file():
+        load_model_weights(ckpt, pipe.model, file=EMA_FILE)
+        used = "ema"
+    if tokenizer_dtype == "bf16":
+        pipe.image_tokenizer.to(torch.bfloat16)
+    out = Path(out)
+    pipe.save_pretrained(out)
+    pipe.image_tokenizer.float()
+    rows = read_metrics(run_dir)
+    run_cfg = json.loads((ckpt / "config.json").read_text())
+    summary = training_summary(ckpt, run_cfg, rows)
+    summary |= {"weights": used, "tokenizer_dtype": tokenizer_dtype, "source": str(ckpt)}
+    summary["hardware"] = hardware or _hardware()
+    summary["parameters"] = sum(p.numel() for p in pipe.model.parameters())
+    summary["metrics"] = {Path(m).stem: json.loads(Path(m).read_text()) for m in metrics or []}
+    if rows:
+        plot_curves(rows, out / CURVES_FILE, f"unif2ace {run_cfg.get('preset', '')} training")
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    (out / CARD_FILE).write_text(model_card(summary, run_cfg, out))
+    return out
+
+
+def _hardware() -> str:
+    from .bench import environment
+
+    env = environment()
+    return f"{env['cpu_count']}-core {env['cpu_model']} ({', '.join(env['cpu_flags'])}), CPU only"
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def model_card(s: dict, run_cfg: dict, out: Path) -> str:
+    """Markdown model card from :func:`training_summary` plus the metric files."""
+    m = run_cfg.get("model", {})
+    hours = (s["train_wall_s"] or 0) / 3600
+    lines = [
+        f"# unif2ace `{run_cfg.get('preset', '?')}` model",
+        "",
+        "UniF²ace (arXiv 2503.08120) re-implemented: one transformer that draws faces from text "
+        "(masked discrete diffusion over LFQ image codes, D3Diff loss) and describes them "
+        "(captions, VQA), with grouped token- and sequence-level mixture of experts.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| parameters | {s['parameters']:,} (d_model {m.get('d_model')}, {m.get('n_layers')} "
+        f"layers, {m.get('n_routed_experts')} routed experts top-{m.get('top_k')} per group) |",
+        f"| weights | {s['weights']} weights, transformer bf16, image tokenizer "
+        f"{s['tokenizer_dtype']} |",
+        f"| data | FaceForge (procedural faces) `{s['data'].get('data', '')}` split "
+        f"`{s['data'].get('split', 'train')}`; task mix t2i/caption/vqa = "
+        f"{s['data'].get('t2i')}/{s['data'].get('caption')}/{s['data'].get('vqa')} |",
+        f"| training | {_fmt(s['step'])} steps of {s['train'].get('batch_size')} sequences "
+        f"({_fmt(s['samples_seen'])} samples, {_fmt(s['tokens_seen'])} tokens), AdamW lr "
+        f"{s['train'].get('optim', {}).get('lr')}, bf16 autocast |",
+        f"| wall time | {hours:.2f} h of training |",
+        f"| hardware | {s['hardware']} |",
+        f"| peak memory | {_fmt(s['peak_mem_gb'])} GB |",
+        "",
+        "## Final training losses (last logged step)",
+        "",
+        "| " + " | ".join(s["final"]) + " |",
+        "|" + "---|" * len(s["final"]),
+        "| " + " | ".join(_fmt(v) for v in s["final"].values()) + " |",
+    ]
+    if (out / CURVES_FILE).is_file():
+        lines += ["", f"![loss curves]({CURVES_FILE})"]
+    for name, metrics in s["metrics"].items():
+        flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+        lines += ["", f"## {name}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in flat.items()]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```",
+        "unif2ace generate 'a smiling woman with red curly hair' --out-dir faces/",
+        "unif2ace describe face.png",
+        "unif2ace ask face.png 'Is she wearing earrings?'",
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def register(groups: dict[str, argparse._SubParsersAction]) -> None:
+    p = groups["top"].add_parser(
+        "export",
+        help="export a training checkpoint as a small model folder with a model card",
+        description="Write a checkpoint (or a run's newest one) as a FacePipeline folder: "
+        "bf16 transformer (EMA weights when present), tokenizers, MODEL_CARD.md and "
+        "loss_curves.png.",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder or training run folder")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--weights", choices=["ema", "model"], default="ema")
+    p.add_argument("--tokenizer-dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument(
+        "--metrics", action="append", help="JSON metrics file to add to the card (repeatable)"
+    )
+    p.add_argument("--hardware", help="hardware line for the card (default: this machine)")
+    p.set_defaults(
+        func=lambda a: (
+            print(
+                export_model(
+                    a.checkpoint, a.out, a.weights, a.tokenizer_dtype, a.metrics, a.hardware
+                )
+            ),
+            0,
+        )[1]
+    )

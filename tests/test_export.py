@@ -1,0 +1,75 @@
+"""``unif2ace export``: the exported folder is the same model, smaller, with a model card."""
+
+import json
+
+import pytest
+import torch
+
+from unif2ace.cli import main
+from unif2ace.export import CARD_FILE, CURVES_FILE, SUMMARY_FILE
+from unif2ace.pipeline import FacePipeline
+from unif2ace.recipe import run_recipe
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recipe")
+    run_recipe("tiny", out, log=lambda s: None)
+    return out / "model"
+
+
+def test_export_is_the_same_model_in_bf16_with_a_card(run_dir, tmp_path):
+    out = tmp_path / "exported"
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(run_dir),
+                "--out",
+                str(out),
+                "--weights",
+                "model",
+                "--hardware",
+                "test box",
+            ]
+        )
+        == 0
+    )
+    for name in (CARD_FILE, CURVES_FILE, SUMMARY_FILE, "model.safetensors", "config.json"):
+        assert (out / name).is_file(), name
+    a = FacePipeline.from_pretrained(run_dir)
+    b = FacePipeline.from_pretrained(out)
+    assert all(p.dtype == torch.bfloat16 for p in b.model.parameters())
+    kw = {"seed": 3, "num_steps": 3}
+    assert torch.equal(a.generate_codes(["a man"], **kw), b.generate_codes(["a man"], **kw))
+    s = json.loads((out / SUMMARY_FILE).read_text())
+    assert s["step"] == 4 and s["tokens_seen"] > 0 and s["weights"] == "model"
+    card = (out / CARD_FILE).read_text()
+    assert "test box" in card and f"{s['parameters']:,}" in card and CURVES_FILE in card
+
+
+def test_bf16_tokenizer_halves_its_file(run_dir, tmp_path):
+    for dt in ("fp32", "bf16"):
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(run_dir),
+                "--out",
+                str(tmp_path / dt),
+                "--tokenizer-dtype",
+                dt,
+            ]
+        )
+    size = {
+        dt: (tmp_path / dt / "image_tokenizer" / "model.safetensors").stat().st_size
+        for dt in ("fp32", "bf16")
+    }
+    assert size["bf16"] < 0.6 * size["fp32"]
+    assert FacePipeline.from_pretrained(tmp_path / "bf16").image_tokenizer.encoder is not None
+
+
+def test_export_without_a_checkpoint_is_a_user_error(tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
