@@ -26,7 +26,8 @@ Definitions, for one candidate caption of a face with ground-truth labels L:
 
 Aggregates: **micro** sums true positives, claims and reference sizes over all captions and
 all attributes before dividing; **macro** averages per-attribute P / R / F1 over the
-attributes that have at least one claim (P) or reference entry (R). ``per_attribute`` holds
+attributes that have at least one claim (P), one reference entry (R), or both (F1).
+``per_attribute`` holds
 the counts and P / R / F1 of every ontology attribute that appears.
 """
 
@@ -112,11 +113,8 @@ def _one(
     out: dict[str, AttributeCounts] = {}
     unverifiable = 0
     for a, v in claims.items():
-        if a in hidden or truth.get(a) is None and labels is not None:
-            unverifiable += 1
-            continue
-        if labels is None and a not in truth:
-            # Without labels only what the reference states can be checked.
+        # Hidden, not applicable, or (without labels) not stated by the reference: uncheckable.
+        if a in hidden or truth.get(a) is None:
             unverifiable += 1
             continue
         c = out.setdefault(a, AttributeCounts())

@@ -28,7 +28,7 @@ from ...errors import UserError
 
 METRICS = ("cosine", "l2")
 
-__all__ = ["DiversityScores", "diversity", "mean_pairwise_distance", "pairwise_distances"]
+__all__ = ["DiversityScores", "mean_pairwise_distance", "pairwise_distances", "sample_diversity"]
 
 
 def pairwise_distances(features_NF: np.ndarray, metric: str = "cosine") -> np.ndarray:
@@ -79,7 +79,7 @@ class DiversityScores:
         return asdict(self)
 
 
-def diversity(
+def sample_diversity(
     features_NF: np.ndarray, prompt_ids: Sequence[Hashable], metric: str = "cosine"
 ) -> DiversityScores:
     """Within- and across-prompt mean pairwise distances of sample features.

@@ -117,7 +117,9 @@ def fid_from_features(a_NF: np.ndarray | torch.Tensor, b_MF: np.ndarray | torch.
     return frechet_distance(*feature_stats(a), *feature_stats(b))
 
 
-def extract_features(images: ImageSource, feature_fn: FeatureFn, batch_size: int = 64) -> np.ndarray:
+def extract_features(
+    images: ImageSource, feature_fn: FeatureFn, batch_size: int = 64
+) -> np.ndarray:
     """Features ``(N, F)`` float64 of uint8 images, run through ``feature_fn`` in batches.
 
     Args:

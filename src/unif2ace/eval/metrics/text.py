@@ -34,14 +34,14 @@ from ...errors import UserError
 
 __all__ = ["BleuScore", "CiderScore", "bleu", "bleu_4", "cider_d", "ngrams", "tokenize"]
 
-_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*|'[a-z]+")
+_WORD = re.compile(r"n't|[a-z0-9]+(?:-[a-z0-9]+)*|'[a-z]+")
 
 
 def tokenize(text: str) -> list[str]:
     """PTB-like tokens of ``text`` (module docstring)."""
     t = text.lower().replace("\u2019", "'").replace("\u2018", "'")
     t = re.sub(r"n't\b", " n't", t)
-    return ["n't" if w == "'t" else w for w in _WORD.findall(t)]
+    return _WORD.findall(t)
 
 
 def ngrams(tokens: Sequence[str], n: int) -> Counter:

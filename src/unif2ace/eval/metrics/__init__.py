@@ -1,0 +1,48 @@
+"""Evaluation metrics of unif2ace (issue 6): pure functions, no model loading.
+
+* :mod:`.fid` — Fréchet distance / FID with a pluggable feature network, real-vs-real floor.
+* :mod:`.diversity` — mean pairwise feature distance within and across prompts.
+* :mod:`.caption_attributes` — caption attribute precision / recall / F1 against labels.
+* :mod:`.vqa` — VQA accuracy by category, question kind and answer type.
+* :mod:`.text` — corpus BLEU-4 and CIDEr-D.
+"""
+
+from .caption_attributes import CaptionAttributeScores, caption_attribute_scores
+from .diversity import DiversityScores, mean_pairwise_distance, pairwise_distances, sample_diversity
+from .fid import (
+    compute_fid,
+    extract_features,
+    feature_stats,
+    fid_from_features,
+    frechet_distance,
+    inception_feature_fn,
+    real_vs_real_fid,
+)
+from .text import BleuScore, CiderScore, bleu, bleu_4, cider_d, tokenize
+from .vqa import VQAScores, answers_match, normalize_answer, vqa_accuracy
+
+__all__ = [
+    "BleuScore",
+    "CaptionAttributeScores",
+    "CiderScore",
+    "DiversityScores",
+    "VQAScores",
+    "answers_match",
+    "bleu",
+    "bleu_4",
+    "caption_attribute_scores",
+    "cider_d",
+    "compute_fid",
+    "extract_features",
+    "feature_stats",
+    "fid_from_features",
+    "frechet_distance",
+    "inception_feature_fn",
+    "mean_pairwise_distance",
+    "normalize_answer",
+    "pairwise_distances",
+    "real_vs_real_fid",
+    "sample_diversity",
+    "tokenize",
+    "vqa_accuracy",
+]
