@@ -8,14 +8,11 @@ import pytest
 from unif2ace.cli import main
 from unif2ace.data.faceforge.build import get_preset, make_record
 from unif2ace.demo import test_records as demo_test_records
-from unif2ace.recipe import run_recipe
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("recipe")
-    run_recipe("tiny", out, log=lambda s: None)
-    return out / "model"
+def tiny_model(tiny_recipe):
+    return tiny_recipe / "model"
 
 
 def test_demo_writes_page_grids_and_results(tiny_model, tmp_path):

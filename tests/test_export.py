@@ -8,14 +8,11 @@ import torch
 from unif2ace.cli import main
 from unif2ace.export import CARD_FILE, CURVES_FILE, SUMMARY_FILE
 from unif2ace.pipeline import FacePipeline
-from unif2ace.recipe import run_recipe
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("recipe")
-    run_recipe("tiny", out, log=lambda s: None)
-    return out / "model"
+def run_dir(tiny_recipe):
+    return tiny_recipe / "model"
 
 
 def test_export_is_the_same_model_in_bf16_with_a_card(run_dir, tmp_path):

@@ -30,11 +30,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unif2ace.train.cli",
     "unif2ace.train.encoders_cli",
     "unif2ace.eval.judge_cli",
+    "unif2ace.eval.refine_cli",
     "unif2ace.demo",
     "unif2ace.infer_cli",
     "unif2ace.bench",
     "unif2ace.recipe",
     "unif2ace.export",
+    "unif2ace.eval.eval_cli",
 )
 
 

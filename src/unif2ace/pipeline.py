@@ -471,6 +471,45 @@ class FacePipeline:
         n = max_new_tokens or self.sampling.answer_max_new_tokens
         return self._decode_text(items, ids, n, opts)
 
+    @torch.no_grad()
+    def answer_probability(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        questions: Sequence[str],
+        answers: Sequence[str],
+        batch_size: int = 8,
+    ) -> list[float]:
+        """P(first token of ``answers[i]`` | image i, question i): the VQAScore of Lin et al.
+        (2024, "Evaluating Text-to-Visual Generation with Image-to-Text Generation") with
+        this model as the VQA model — e.g. ``answers = ["Yes"] * n``. Softmax over the text
+        vocabulary at the first answer position (special tokens other than eos excluded)."""
+        items = _as_list(images, "images")
+        if not (len(items) == len(questions) == len(answers)):
+            raise UserError(
+                f"{len(items)} images, {len(questions)} questions and {len(answers)} answers; "
+                "give one of each per row"
+            )
+        first = [self.text_tokenizer.encode(a.strip())[:1] for a in answers]
+        if any(not f for f in first):
+            raise UserError("empty answer; give the answer whose probability to score")
+        q_ids = self.text_tokenizer.encode_batch([q.strip() for q in questions])
+        out: list[float] = []
+        for i in range(0, len(items), _check_batch_size(batch_size)):
+            codes, feats = self.encode_images(items[i : i + batch_size])
+            res = generate_text(
+                self.model,
+                self.layout,
+                codes,
+                q_ids[i : i + batch_size],
+                max_new_tokens=1,
+                encoder_feats=feats,
+                return_logits=True,
+            )
+            probs = res.logits_BSV[:, 0].softmax(-1)
+            ids = torch.tensor([f[0] for f in first[i : i + batch_size]], device=probs.device)
+            out += probs.gather(1, ids[:, None])[:, 0].tolist()
+        return out
+
 
 def _check_batch_size(batch_size: int) -> int:
     if batch_size < 1:

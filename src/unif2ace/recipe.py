@@ -10,7 +10,8 @@ report lists commands a user can rerun by hand)::
     pretokenize    unif2ace data pretokenize      codes cached next to the shards
     encoders       unif2ace train encoders        semantic + identity CNN encoders
     model          unif2ace train model           the UniF²ace model
-    eval           unif2ace eval                  (when the eval command is installed)
+    judge          unif2ace train judge           the attribute judge (separate network)
+    eval           unif2ace eval                  generation + understanding metrics
 
 Resumable: every command resumes by itself, and ``DIR/recipe_state.json`` records the
 stages that finished (with wall times), so rerunning the recipe skips them. The report
@@ -33,17 +34,20 @@ STATE_FILE, REPORT_FILE = "recipe_state.json", "REPORT.md"
 
 @dataclass(frozen=True)
 class RecipePreset:
-    """Sizes of one recipe (the ``small`` one made the bundled model)."""
+    """Sizes of one recipe (the ``small`` one made the bundled model); ``*_args`` are extra
+    command-line arguments of the stage's command, as one string."""
 
     data_preset: str
     num_faces: int
     tokenizer_preset: str
-    tokenizer_args: tuple[str, ...]
+    tokenizer_args: str
     text_vocab: int
-    encoder_args: tuple[str, ...]
+    encoder_args: str
     model_preset: str
-    model_args: tuple[str, ...]
+    model_args: str
     eval_images: int
+    judge_args: str
+    eval_args: str
 
 
 RECIPES: dict[str, RecipePreset] = {
@@ -51,178 +55,82 @@ RECIPES: dict[str, RecipePreset] = {
         data_preset="tiny",
         num_faces=48,
         tokenizer_preset="tiny",
-        tokenizer_args=("--steps", "6", "--batch-size", "4", "--sample-every", "0"),
+        tokenizer_args="--steps 6 --batch-size 4 --sample-every 0",
         text_vocab=400,
-        encoder_args=(
-            "--steps",
-            "4",
-            "--batch-size",
-            "8",
-            "--size",
-            "32",
-            "--feature-dim",
-            "32",
-            "--width",
-            "8",
-        ),
+        encoder_args="--steps 4 --batch-size 8 --size 32 --feature-dim 32 --width 8",
         model_preset="tiny",
-        model_args=("train.steps=4", "train.sample_every=0", "train.ckpt_every=2"),
+        model_args="train.steps=4 train.sample_every=0 train.ckpt_every=2",
         eval_images=8,
+        judge_args="--steps 2 --batch-size 8 --size 32 --width 8",
+        eval_args="--num 2 --fid-real 2 --diversity-prompts 2 --diversity-samples 2 --steps 2",
     ),
     "small": RecipePreset(
         data_preset="small",
         num_faces=20000,
         tokenizer_preset="small",
-        tokenizer_args=(
-            "--steps",
-            "6000",
-            "--batch-size",
-            "16",
-            "--lr",
-            "4e-4",
-            "--warmup",
-            "300",
-            "--sample-every",
-            "500",
-            "--ckpt-every",
-            "200",
-            "--set",
-            "entropy_weight=0.02",
-        ),
+        tokenizer_args="--steps 6000 --batch-size 16 --lr 4e-4 --warmup 300 --sample-every 500 "
+        "--ckpt-every 200 --set entropy_weight=0.02",
         text_vocab=4096,
-        encoder_args=("--steps", "2500"),
+        encoder_args="--steps 2500",
         model_preset="small",
-        model_args=(),
+        model_args="",
         eval_images=500,
+        judge_args="",
+        eval_args="--num 200",
     ),
 }
 
 
 def stages(p: RecipePreset, out: Path) -> list[tuple[str, list[str]]]:
     """(name, unif2ace argv) of every stage of recipe ``p`` writing under ``out``."""
-    data, itok, ttok, enc = (
-        out / "data",
-        out / "image-tokenizer",
-        out / "text-tokenizer",
-        out / "encoders",
+    data, enc, ttok = str(out / "data"), out / "encoders", str(out / "text-tokenizer")
+    itok = out / "image-tokenizer"
+    tok = str(itok / "tokenizer")
+    build = f"data build --preset {p.data_preset} --num {p.num_faces} --seed 0 --out {data}"
+    tok_eval = (
+        f"eval-tokenizer --tokenizer {tok} --data {data} --split test --max-images "
+        f"{p.eval_images} --json {out / 'tokenizer_eval.json'} --grid {out / 'tokenizer_grid.png'}"
     )
-    tok_dir = itok / "tokenizer"
-    s = [
-        (
-            "data",
-            [
-                "data",
-                "build",
-                "--preset",
-                p.data_preset,
-                "--num",
-                str(p.num_faces),
-                "--seed",
-                "0",
-                "--out",
-                str(data),
-            ],
-        ),
+    model = (
+        f"train model --preset {p.model_preset} --data {data} --tokenizer {tok} "
+        f"--text-tokenizer {ttok} --semantic-encoder {enc / 'semantic'} "
+        f"--face-encoder {enc / 'identity'} --out {out / 'model'}"
+    )
+    evaluate = (
+        f"eval --checkpoint {out / 'model'} --data {data} --judge {out / 'judge'} "
+        f"--json {out / 'eval.json'} --report {out / 'report'}"
+    )
+    return [
+        ("data", build.split()),
         (
             "image-tokenizer",
             [
-                "train",
-                "tokenizer",
-                "--preset",
-                p.tokenizer_preset,
-                "--data",
-                str(data),
-                "--out",
-                str(itok),
-                *p.tokenizer_args,
+                *_argv(f"train tokenizer --preset {p.tokenizer_preset} --data {data} --out {itok}"),
+                *p.tokenizer_args.split(),
             ],
         ),
         (
             "text-tokenizer",
-            [
-                "train",
-                "text-tokenizer",
-                "--data",
-                str(data),
-                "--out",
-                str(ttok),
-                "--vocab-size",
-                str(p.text_vocab),
-            ],
+            _argv(f"train text-tokenizer --data {data} --out {ttok} --vocab-size {p.text_vocab}"),
         ),
-        (
-            "tokenizer-eval",
-            [
-                "eval-tokenizer",
-                "--tokenizer",
-                str(tok_dir),
-                "--data",
-                str(data),
-                "--split",
-                "test",
-                "--max-images",
-                str(p.eval_images),
-                "--json",
-                str(out / "tokenizer_eval.json"),
-                "--grid",
-                str(out / "tokenizer_grid.png"),
-            ],
-        ),
-        ("pretokenize", ["data", "pretokenize", "--tokenizer", str(tok_dir), "--data", str(data)]),
+        ("tokenizer-eval", _argv(tok_eval)),
+        ("pretokenize", _argv(f"data pretokenize --tokenizer {tok} --data {data}")),
         (
             "encoders",
-            ["train", "encoders", "--data", str(data), "--out", str(enc), *p.encoder_args],
+            [*_argv(f"train encoders --data {data} --out {enc}"), *p.encoder_args.split()],
         ),
+        ("model", [*_argv(model), *p.model_args.split()]),
         (
-            "model",
-            [
-                "train",
-                "model",
-                "--preset",
-                p.model_preset,
-                "--data",
-                str(data),
-                "--tokenizer",
-                str(tok_dir),
-                "--text-tokenizer",
-                str(ttok),
-                "--semantic-encoder",
-                str(enc / "semantic"),
-                "--face-encoder",
-                str(enc / "identity"),
-                "--out",
-                str(out / "model"),
-                *p.model_args,
-            ],
+            "judge",
+            [*_argv(f"train judge --data {data} --out {out / 'judge'}"), *p.judge_args.split()],
         ),
+        ("eval", [*_argv(evaluate), *p.eval_args.split()]),
     ]
-    from .cli import build_parser
-
-    if "eval" in _top_commands(build_parser()):
-        s.append(
-            (
-                "eval",
-                [
-                    "eval",
-                    "--checkpoint",
-                    str(out / "model"),
-                    "--data",
-                    str(data),
-                    "--json",
-                    str(out / "eval.json"),
-                    "--report",
-                    str(out / "report"),
-                ],
-            )
-        )
-    return s
 
 
-def _top_commands(parser: argparse.ArgumentParser) -> set[str]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
-    return set()
+def _argv(command: str) -> list[str]:
+    """Split a command line of this module's own making (paths must not contain spaces)."""
+    return command.split()
 
 
 def _read_state(out: Path) -> dict:
@@ -274,20 +182,18 @@ def report(out: Path, state: dict) -> str:
     ]
     for stage, d in state["done"].items():
         lines.append(f"| {stage} | {d['wall_s']:.0f} s | `unif2ace {' '.join(d['argv'])}` |")
-    for title, path in (
-        ("Image tokenizer (test split)", out / "tokenizer_eval.json"),
-        ("Model evaluation", out / "eval.json"),
-    ):
-        if path.is_file():
-            metrics = json.loads(path.read_text())
-            lines += [
-                "",
-                f"## {title}",
-                "",
-                "```json",
-                json.dumps(_scalars(metrics), indent=2),
-                "```",
-            ]
+    tok_eval, model_eval = out / "tokenizer_eval.json", out / "eval.json"
+    if tok_eval.is_file():
+        metrics = _scalars(json.loads(tok_eval.read_text()))
+        lines += ["", "## Image tokenizer (test split)", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v} |" for k, v in metrics.items()]
+    if model_eval.is_file():
+        summary = json.loads(model_eval.read_text())["summary"]
+        splits = list(summary)
+        lines += ["", "## Model evaluation (`report/REPORT.md` has the details)", ""]
+        lines += ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+        for k in summary[splits[0]]:
+            lines.append(f"| {k} | " + " | ".join(f"{summary[s][k]:.3f}" for s in splits) + " |")
     if (out / "tokenizer_grid.png").is_file():
         lines += ["", "![originals over reconstructions](tokenizer_grid.png)"]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,299 @@
+"""Evaluate a unif2ace model on FaceForge: generation and understanding (issue 6).
+
+Generation, on the first ``num`` records of each split (``test`` and ``test_heldout``):
+
+* **attribute fidelity**: the judge's accuracy on the attributes each prompt asks for
+  (``parse_prompt`` of the record's first prompt), on the generated face; the same judge on
+  the real face of the record is the ceiling (FaceForge prompts are true of their images).
+* **VQAScore** (Lin et al. 2024): the model's own probability of the right yes/no answer to
+  a question about each prompted attribute of its generated face.
+* **FID** in the judge's penultimate feature space, generated vs real ``split`` faces, beside
+  the real-vs-real floor (``val`` vs ``split``, same sample sizes).
+* **diversity**: mean pairwise cosine distance of judge features of several samples per
+  prompt, and across prompts.
+
+Understanding, on the same records: caption attribute precision / recall / F1 (against the
+reference caption and against all visible labels), BLEU-4 and CIDEr-D against the reference
+caption, VQA accuracy by category, kind and answer type.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data.ontology import BY_NAME, hidden_attributes
+from ..errors import UserError
+
+
+@dataclass
+class EvalConfig:
+    """What ``unif2ace eval`` measures and how much.
+
+    Attributes:
+        splits: splits to generate for (prompts) and to describe (faces).
+        num: records per split.
+        fid_real: real faces of the split for the FID statistics (and of ``val`` for the
+            floor).
+        diversity_prompts / diversity_samples: prompts x samples for the diversity score.
+        steps / guidance: sampler overrides (None: the model's defaults).
+        seed: sampling seed.
+        batch_size: rows per sampler / decoder batch.
+        understanding: also caption and answer (off: generation only).
+    """
+
+    splits: tuple[str, ...] = ("test", "test_heldout")
+    num: int = 200
+    fid_real: int = 1000
+    diversity_prompts: int = 16
+    diversity_samples: int = 4
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = 0
+    batch_size: int = 16
+    understanding: bool = True
+
+
+def load_records(data: str, split: str, num: int, columns: Sequence[str]) -> list[dict]:
+    """The first ``num`` records of ``split`` (UserError when the split is missing/empty)."""
+    from ..data.shards import iter_records, labels_of
+
+    out = []
+    for rec in iter_records(data, split, list(columns)):
+        if "attributes" in rec:
+            rec["labels"] = labels_of(rec)
+        out.append(rec)
+        if len(out) >= num:
+            break
+    if not out:
+        raise UserError(f"split {split!r} of {data!r} is empty or missing; build the data first")
+    return out
+
+
+def to_uint8(images: Sequence[Image.Image]) -> torch.Tensor:
+    """PIL images -> uint8 ``(N, 3, H, W)``."""
+    arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.uint8) for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+# --- prompted attributes and their yes/no questions --------------------------------------
+def prompted_attributes(prompt: str) -> dict:
+    """Attributes a prompt asks for (``parse_prompt``), minus those its own requests hide
+    (a prompt asking for sunglasses and blue eyes cannot be judged on the eyes)."""
+    from ..data.caption_parser import parse_prompt
+
+    asked = parse_prompt(prompt)
+    return {a: v for a, v in asked.items() if a not in hidden_attributes(asked)}
+
+
+def yes_no_question(attr: str, value, gender: str | None) -> tuple[str, str]:
+    """A yes/no question about ``attr`` having ``value`` and its right answer."""
+    from ..data.faceforge.vqa import BINARY_Q, CATEGORICAL_Q, answer_word
+
+    s, p = {"male": ("he", "his"), "female": ("she", "her")}.get(gender or "", ("they", "their"))
+    if BY_NAME[attr].is_binary:
+        q = BINARY_Q[attr][0].format(s=s, p=p)
+        if s == "they":
+            q = q.replace("Is they", "Are they").replace("Does they", "Do they")
+        return q[0].upper() + q[1:], "Yes" if value else "No"
+    if attr == "gender":
+        return f"Is this {answer_word(attr, value)}?", "Yes"
+    q = CATEGORICAL_Q[attr][1].format(s=s, p=p, v=answer_word(attr, value))
+    if s == "they":
+        q = q.replace("Is they", "Are they").replace("Does they", "Do they")
+    return q[0].upper() + q[1:], "Yes"
+
+
+# --- generation ----------------------------------------------------------------------------
+def _generate(pipe, prompts: list[str], cfg: EvalConfig, seed: int) -> list[Image.Image]:
+    kw = {"seed": seed, "batch_size": cfg.batch_size}
+    if cfg.steps:
+        kw["num_steps"] = cfg.steps
+    if cfg.guidance is not None:
+        kw["guidance_scale"] = cfg.guidance
+    return pipe.generate(prompts, **kw)
+
+
+def fidelity(judge, images_u8: torch.Tensor, asked: list[dict]) -> dict:
+    """Judge accuracy on the prompted attributes (``attribute_accuracy`` with the prompted
+    values as labels); attributes no prompt asks for are left out."""
+    from .judge import attribute_accuracy, predict
+
+    pred = predict(judge, images_u8)
+    names = sorted({a for d in asked for a in d})
+    res = attribute_accuracy(pred, asked, attributes=names)
+    return {"accuracy": res["overall"], "n": res["n"], "per_attribute": res["per_attribute"]}
+
+
+def vqa_score(pipe, images: list[Image.Image], asked: list[dict], cfg: EvalConfig) -> dict:
+    """Mean probability the model gives the right yes/no answer about each prompted attribute
+    of its own generated face (per attribute and overall)."""
+    rows, qs, ans, attrs = [], [], [], []
+    for img, d in zip(images, asked, strict=True):
+        for a, v in d.items():
+            q, y = yes_no_question(a, v, d.get("gender"))
+            rows.append(img)
+            qs.append(q)
+            ans.append(y)
+            attrs.append(a)
+    if not rows:
+        return {"score": math.nan, "n": 0, "per_attribute": {}}
+    probs = pipe.answer_probability(rows, qs, ans, batch_size=cfg.batch_size)
+    per: dict[str, list[float]] = {}
+    for a, p in zip(attrs, probs, strict=True):
+        per.setdefault(a, []).append(p)
+    return {
+        "score": float(np.mean(probs)),
+        "n": len(probs),
+        "per_attribute": {a: float(np.mean(v)) for a, v in sorted(per.items())},
+    }
+
+
+def evaluate_generation(pipe, judge, data: str, split: str, cfg: EvalConfig) -> dict:
+    """Fidelity (generated and real), VQAScore and FID for ``split``; returns metrics and
+    the generated images (for the report)."""
+    from .metrics import fid_from_features
+
+    recs = load_records(data, split, cfg.num, ["id", "image", "attributes", "prompts"])
+    prompts = [r["prompts"][0] for r in recs]
+    asked = [prompted_attributes(p) for p in prompts]
+    t0 = time.time()
+    images = _generate(pipe, prompts, cfg, cfg.seed)
+    gen_s = time.time() - t0
+    gen_u8 = to_uint8(images)
+    from ..data.shards import decode_image
+
+    real = [decode_image(r["image"]) for r in recs]
+    res = {
+        "n_prompts": len(prompts),
+        "generate_s": round(gen_s, 1),
+        "fidelity": fidelity(judge, gen_u8, asked),
+        "fidelity_real": fidelity(judge, to_uint8(real), asked),
+        "vqa_score": vqa_score(pipe, images, asked, cfg),
+    }
+    real_ref = _real_images(data, split, cfg.fid_real)
+    f_ref = judge.features(real_ref).numpy()
+    res["fid"] = fid_from_features(judge.features(gen_u8).numpy(), f_ref)
+    res["fid_floor_val"] = fid_from_features(
+        judge.features(_real_images(data, "val", len(images))).numpy(), f_ref
+    )
+    res["fid_features"] = f"judge penultimate layer ({f_ref.shape[1]} dims)"
+    res["fid_sizes"] = {"generated": len(images), "real": len(real_ref)}
+    return {"metrics": res, "prompts": prompts, "images": images, "real": real, "asked": asked}
+
+
+def _real_images(data: str, split: str, num: int) -> torch.Tensor:
+    from ..data.shards import decode_image
+
+    return to_uint8([decode_image(r["image"]) for r in load_records(data, split, num, ["image"])])
+
+
+def evaluate_diversity(pipe, judge, data: str, split: str, cfg: EvalConfig) -> dict:
+    """Judge-feature diversity of ``diversity_samples`` samples for each of
+    ``diversity_prompts`` prompts (different seeds)."""
+    from .metrics import sample_diversity
+
+    recs = load_records(data, split, cfg.diversity_prompts, ["prompts"])
+    prompts = [r["prompts"][0] for r in recs]
+    feats, ids = [], []
+    for s in range(cfg.diversity_samples):
+        imgs = _generate(pipe, prompts, cfg, cfg.seed + 1000 + s)
+        feats.append(judge.features(to_uint8(imgs)).numpy())
+        ids += list(range(len(prompts)))
+    return sample_diversity(np.concatenate(feats), ids).to_dict()
+
+
+# --- understanding -------------------------------------------------------------------------
+def evaluate_understanding(pipe, data: str, split: str, cfg: EvalConfig) -> dict:
+    """Captions and VQA answers for the first ``num`` faces of ``split``, scored."""
+    from ..data.ontology import visible_labels
+    from ..data.shards import decode_image
+    from .metrics import bleu_4, caption_attribute_scores, cider_d, vqa_accuracy
+
+    recs = load_records(data, split, cfg.num, ["id", "image", "attributes", "caption", "vqa"])
+    faces = [decode_image(r["image"]) for r in recs]
+    t0 = time.time()
+    captions = pipe.describe(faces, batch_size=cfg.batch_size)
+    cap_s = time.time() - t0
+    refs = [r["caption"] for r in recs]
+    labels = [visible_labels(r["labels"]) for r in recs]
+    qa = [q for r in recs for q in r["vqa"]]
+    rows = [f for f, r in zip(faces, recs, strict=True) for _ in r["vqa"]]
+    t0 = time.time()
+    answers = pipe.ask(rows, [q["question"] for q in qa], batch_size=cfg.batch_size)
+    vqa_s = time.time() - t0
+    metrics = {
+        "n_faces": len(recs),
+        "caption_s": round(cap_s, 1),
+        "vqa_s": round(vqa_s, 1),
+        "caption_attributes": caption_attribute_scores(captions, labels, refs).to_dict(),
+        "caption_attributes_vs_labels": caption_attribute_scores(
+            captions, labels, refs, reference="labels"
+        ).to_dict(),
+        "bleu_4": bleu_4(captions, [[r] for r in refs]),
+        "cider_d": cider_d(captions, [[r] for r in refs]).score,
+        "vqa": vqa_accuracy(answers, qa).to_dict(),
+    }
+    it = iter(answers)
+    examples = []
+    for r, c in zip(recs, captions, strict=True):
+        got = [next(it) for _ in r["vqa"]]
+        qa_rows = [
+            {"question": q["question"], "answer": a, "reference": q["answer"]}
+            for q, a in zip(r["vqa"], got, strict=True)
+        ]
+        examples.append({"id": r["id"], "caption": c, "reference": r["caption"], "qa": qa_rows})
+    return {"metrics": metrics, "faces": faces, "examples": examples}
+
+
+def evaluate_model(pipe, judge, data: str, cfg: EvalConfig, log=print) -> dict:
+    """Everything above for every split in ``cfg.splits``; returns ``{"metrics", "media"}``."""
+    metrics: dict = {"config": asdict(cfg), "splits": {}}
+    media: dict = {}
+    for split in cfg.splits:
+        log(f"[eval] {split}: generating {cfg.num} faces ...")
+        gen = evaluate_generation(pipe, judge, data, split, cfg)
+        m = {"generation": gen.pop("metrics")}
+        media[split] = {"generation": gen}
+        if cfg.understanding:
+            log(f"[eval] {split}: captions and VQA for {cfg.num} faces ...")
+            und = evaluate_understanding(pipe, data, split, cfg)
+            m["understanding"] = und.pop("metrics")
+            media[split]["understanding"] = und
+        metrics["splits"][split] = m
+    if cfg.diversity_prompts and cfg.diversity_samples > 1:
+        log("[eval] diversity ...")
+        metrics["diversity"] = evaluate_diversity(pipe, judge, data, cfg.splits[0], cfg)
+    metrics["summary"] = summary(metrics)
+    return {"metrics": metrics, "media": media}
+
+
+def summary(metrics: dict) -> dict:
+    """The headline numbers (TARGETS.md's quality table) per split."""
+    out = {}
+    for split, m in metrics["splits"].items():
+        g = m["generation"]
+        s = {
+            "generation_fidelity": g["fidelity"]["accuracy"],
+            "generation_fidelity_real_ceiling": g["fidelity_real"]["accuracy"],
+            "vqa_score": g["vqa_score"]["score"],
+            "fid": g["fid"],
+            "fid_floor": g["fid_floor_val"],
+        }
+        if "understanding" in m:
+            u = m["understanding"]
+            s |= {
+                "caption_attribute_f1": u["caption_attributes"]["f1"],
+                "caption_attribute_precision": u["caption_attributes"]["precision"],
+                "vqa_accuracy": u["vqa"]["accuracy"],
+                "bleu_4": u["bleu_4"],
+                "cider_d": u["cider_d"],
+            }
+        out[split] = s
+    return out

@@ -1,0 +1,159 @@
+"""The human report of ``unif2ace eval``: ``REPORT.md`` with tables, charts and grids.
+
+Files written into the report folder::
+
+    REPORT.md                     headline table, per-split tables, links to everything below
+    fidelity_<split>.png          per-attribute judge accuracy: generated vs real faces
+    captions_<split>.png          per-attribute caption F1
+    generated_<split>.png         prompts -> generated faces (first 16)
+    described_<split>.png         test faces -> captions (first 8)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+TARGETS = {  # TARGETS.md, quality of the bundled model
+    "generation_fidelity": 0.90,
+    "caption_attribute_f1": 0.90,
+    "vqa_accuracy": 0.90,
+}
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return "nan" if math.isnan(x) else f"{x:.3f}"
+    return str(x)
+
+
+def bar_chart(series: dict[str, dict[str, float]], path: Path, title: str) -> Path:
+    """Horizontal grouped bars: one group per attribute, one bar per series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({k for s in series.values() for k in s})
+    h = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(names) + 1.2), dpi=100)
+    for j, (label, vals) in enumerate(series.items()):
+        ys = [i + j * h for i in range(len(names))]
+        ax.barh(ys, [vals.get(n, math.nan) for n in names], height=h, label=label)
+    ax.set_yticks([i + h * (len(series) - 1) / 2 for i in range(len(names))], names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(result: dict, out: str | Path, model_name: str) -> Path:
+    """Write the report folder of an :func:`~unif2ace.eval.evaluate.evaluate_model` result."""
+    from ..data.show import contact_sheet
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    m, media = result["metrics"], result["media"]
+    lines = [f"# unif2ace evaluation: {model_name}", "", "## Headline", ""]
+    splits = list(m["summary"])
+    keys = list(next(iter(m["summary"].values())))
+    lines += [
+        "| metric | target | " + " | ".join(splits) + " |",
+        "|---|---|" + "---|" * len(splits),
+    ]
+    for k in keys:
+        tgt = f"≥ {TARGETS[k]:.2f}" if k in TARGETS else ""
+        vals = " | ".join(_fmt(m["summary"][s][k]) for s in splits)
+        lines.append(f"| {k} | {tgt} | {vals} |")
+    lines += [
+        "",
+        "Generation fidelity: the attribute judge's accuracy on the attributes each prompt asks "
+        "for, on the generated face; the *real ceiling* is the same judge on the record's real "
+        "face. FID is measured in the judge's feature space; the floor is val-vs-split real "
+        "faces at the same sample sizes.",
+    ]
+    for split in splits:
+        lines += _split_section(m["splits"][split], media[split], split, out, contact_sheet)
+    if "diversity" in m:
+        d = m["diversity"]
+        lines += [
+            "",
+            "## Diversity (judge features, cosine)",
+            "",
+            f"within prompt {_fmt(d.get('within_prompt'))}, across prompts "
+            f"{_fmt(d.get('across_prompt'))} ({d.get('n_prompts')} prompts x "
+            f"{d.get('n_samples', 0) // max(1, d.get('n_prompts', 1))} samples)",
+        ]
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _split_section(m: dict, media: dict, split: str, out: Path, contact_sheet) -> list[str]:
+    g = m["generation"]
+    lines = ["", f"## {split}", "", "### Generation", ""]
+    lines += [
+        f"- prompts: {g['n_prompts']} ({g['generate_s']} s); judged attribute pairs: "
+        f"{g['fidelity']['n']}",
+        f"- fidelity {_fmt(g['fidelity']['accuracy'])} (real faces: "
+        f"{_fmt(g['fidelity_real']['accuracy'])}); VQAScore {_fmt(g['vqa_score']['score'])}",
+        f"- FID {_fmt(g['fid'])} (floor {_fmt(g['fid_floor_val'])}; {g['fid_features']})",
+    ]
+    bar_chart(
+        {"generated": g["fidelity"]["per_attribute"], "real": g["fidelity_real"]["per_attribute"]},
+        out / f"fidelity_{split}.png",
+        f"judge accuracy on prompted attributes ({split})",
+    )
+    gen = media["generation"]
+    k = min(16, len(gen["images"]))
+    sheet = contact_sheet(gen["images"][:k], gen["prompts"][:k], cols=min(8, k), cell=128)
+    sheet.save(out / f"generated_{split}.png")
+    lines += ["", f"![fidelity](fidelity_{split}.png)", "", f"![generated](generated_{split}.png)"]
+    if "understanding" in m:
+        u = m["understanding"]
+        ca, cl, v = u["caption_attributes"], u["caption_attributes_vs_labels"], u["vqa"]
+        lines += [
+            "",
+            "### Understanding",
+            "",
+            "| | precision | recall | F1 |",
+            "|---|---|---|---|",
+            f"| caption attributes vs reference caption | {_fmt(ca['precision'])} | "
+            f"{_fmt(ca['recall'])} | {_fmt(ca['f1'])} |",
+            f"| caption attributes vs all visible labels | {_fmt(cl['precision'])} | "
+            f"{_fmt(cl['recall'])} | {_fmt(cl['f1'])} |",
+            "",
+            f"BLEU-4 {_fmt(u['bleu_4'])}, CIDEr-D {_fmt(u['cider_d'])}; VQA accuracy "
+            f"{_fmt(v['accuracy'])} over {v['n']} questions",
+            "",
+            "| VQA by category | accuracy |",
+            "|---|---|",
+        ]
+        lines += [f"| {c} | {_fmt(a)} |" for c, a in sorted(v["by_category"].items())]
+        lines += [f"| kind: {c} | {_fmt(a)} |" for c, a in sorted(v["by_kind"].items())]
+        per = {a: d.get("f1", math.nan) for a, d in ca["per_attribute"].items()}
+        bar_chart({"F1": per}, out / f"captions_{split}.png", f"caption F1 per attribute ({split})")
+        und = media["understanding"]
+        k = min(8, len(und["faces"]))
+        caps = [e["caption"] or "(empty)" for e in und["examples"][:k]]
+        contact_sheet(und["faces"][:k], caps, cols=min(4, k), cell=192, text_lines=9).save(
+            out / f"described_{split}.png"
+        )
+        lines += [
+            "",
+            f"![caption F1](captions_{split}.png)",
+            "",
+            f"![described](described_{split}.png)",
+        ]
+        lines += ["", "| face | question | answer | reference |", "|---|---|---|---|"]
+        for e in und["examples"][:4]:
+            for qa in e["qa"][:4]:
+                lines.append(
+                    f"| {e['id']} | {qa['question']} | {qa['answer']} | {qa['reference']} |"
+                )
+    return lines

@@ -1,0 +1,102 @@
+"""``unif2ace eval`` on a tiny trained model and judge, and the pieces it is made of."""
+
+import json
+
+import pytest
+import torch
+
+from unif2ace.cli import main
+from unif2ace.data.shards import decode_image
+from unif2ace.demo import test_records as demo_records
+from unif2ace.errors import UserError
+from unif2ace.eval.evaluate import prompted_attributes, yes_no_question
+from unif2ace.pipeline import FacePipeline
+
+
+@pytest.fixture(scope="module")
+def fx(tiny_recipe):
+    out = tiny_recipe
+    return {"model": out / "model", "data": out / "data", "judge": out / "judge"}
+
+
+def test_prompted_attributes_drop_what_the_prompt_itself_hides():
+    asked = prompted_attributes("a man with blue eyes wearing sunglasses and a beard")
+    assert asked["glasses"] == "sunglasses" and asked["beard"] is True
+    assert "eye_color" not in asked  # sunglasses hide the eyes: not judgeable
+
+
+def test_yes_no_questions_and_their_answers():
+    assert yes_no_question("beard", True, "male") == ("Does he have a beard?", "Yes")
+    assert yes_no_question("earrings", False, "female") == ("Is she wearing earrings?", "No")
+    q, a = yes_no_question("hair_color", "red", "female")
+    assert q.startswith("Is her hair") and "red" in q and a == "Yes"
+    assert yes_no_question("gender", "male", None) == ("Is this a man?", "Yes")
+    assert yes_no_question("smile", True, None)[0] == "Are they smiling?"
+
+
+def test_answer_probability_is_a_batch_independent_distribution(fx):
+    pipe = FacePipeline.from_pretrained(fx["model"])
+    faces = [decode_image(r["image"]) for r in demo_records(3)]
+    qs = ["Is he smiling?", "Is her hair red?", "Does she wear earrings?"]
+    yes = pipe.answer_probability(faces, qs, ["Yes"] * 3)
+    no = pipe.answer_probability(faces, qs, ["No"] * 3)
+    for y, n in zip(yes, no, strict=True):
+        assert 0.0 < y < 1.0 and 0.0 < n < 1.0 and y + n <= 1.0 + 1e-6
+    one = [pipe.answer_probability([f], [q], ["Yes"])[0] for f, q in zip(faces, qs, strict=True)]
+    torch.testing.assert_close(torch.tensor(yes), torch.tensor(one), atol=2e-2, rtol=0)
+    with pytest.raises(UserError, match="one of each"):
+        pipe.answer_probability(faces, qs[:2], ["Yes"] * 3)
+
+
+def test_eval_cli_writes_json_and_report(fx, tmp_path):
+    argv = [
+        "eval",
+        "--checkpoint",
+        str(fx["model"]),
+        "--data",
+        str(fx["data"]),
+        "--judge",
+        str(fx["judge"]),
+        "--num",
+        "2",
+        "--fid-real",
+        "2",
+        "--diversity-prompts",
+        "2",
+        "--diversity-samples",
+        "2",
+        "--steps",
+        "2",
+        "--json",
+        str(tmp_path / "m.json"),
+        "--report",
+        str(tmp_path / "report"),
+    ]
+    assert main(argv) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert set(m["summary"]) == {"test", "test_heldout"}
+    for split, s in m["summary"].items():
+        g = m["splits"][split]["generation"]
+        assert 0.0 <= s["generation_fidelity"] <= 1.0 and g["fidelity"]["n"] > 0
+        assert s["fid"] >= 0.0 and 0.0 <= s["vqa_score"] <= 1.0
+        assert m["splits"][split]["understanding"]["vqa"]["n"] == 16  # 2 faces x 8 questions
+    report = (tmp_path / "report" / "REPORT.md").read_text()
+    assert "## test_heldout" in report and "generation_fidelity" in report
+    for name in ("fidelity_test.png", "generated_test.png", "described_test_heldout.png"):
+        assert (tmp_path / "report" / name).is_file(), name
+
+
+def test_eval_without_a_judge_says_how_to_get_one(fx, tmp_path, capsys):
+    argv = [
+        "eval",
+        "--checkpoint",
+        str(fx["model"]),
+        "--data",
+        str(fx["data"]),
+        "--judge",
+        str(tmp_path / "nope"),
+        "--num",
+        "1",
+    ]
+    assert main(argv) == 2
+    assert "unif2ace train judge" in capsys.readouterr().err
