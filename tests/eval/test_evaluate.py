@@ -100,3 +100,23 @@ def test_eval_without_a_judge_says_how_to_get_one(fx, tmp_path, capsys):
     ]
     assert main(argv) == 2
     assert "unif2ace train judge" in capsys.readouterr().err
+
+
+def test_attribute_survival_of_a_lossless_tokenizer_is_one(fx):
+    from types import SimpleNamespace
+
+    from unif2ace.eval.judge import load_judge
+    from unif2ace.eval.survival import attribute_survival
+
+    lossless = SimpleNamespace(
+        config=SimpleNamespace(resolution=32), encode=lambda x: x, decode=lambda c: c
+    )
+    judge = load_judge(fx["judge"])
+    res = attribute_survival(lossless, judge, str(fx["data"]), "test", num=2)
+    assert res["images"] == 2 and res["reconstructed"] == res["original"]
+    assert all(v["reconstructed"] == v["original"] for v in res["per_attribute"].values())
+    blurred = SimpleNamespace(
+        config=SimpleNamespace(resolution=32), encode=lambda x: x * 0, decode=lambda c: c
+    )
+    flat = attribute_survival(blurred, judge, str(fx["data"]), "test", num=2)
+    assert flat["images"] == 2 and set(flat["fine"]) <= set(flat["per_attribute"])

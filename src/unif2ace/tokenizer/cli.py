@@ -163,6 +163,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--grid", default=None, help="write a PNG of originals (top) over reconstructions (bottom)"
     )
+    p.add_argument(
+        "--judge",
+        default=None,
+        help="attribute judge folder: also measure which attributes survive reconstruction",
+    )
     p.set_defaults(func=_run_eval)
 
 
@@ -183,6 +188,14 @@ def _run_eval(args: argparse.Namespace) -> int:
         model, iter_split_batches(shards, res, args.batch_size), args.max_images, args.bf16
     ).to_dict()
     result.update(split=args.split, tokenizer=str(args.tokenizer))
+    if args.judge:
+        from ..eval.judge import load_judge
+        from ..eval.survival import attribute_survival
+
+        n = args.max_images or 500
+        result["attribute_survival"] = attribute_survival(
+            model, load_judge(args.judge), args.data, args.split, n, args.batch_size
+        )
     if args.grid:
         x = next(iter_split_batches(shards, res, 8))
         with torch.no_grad():
