@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unif2ace.recipe",
     "unif2ace.export",
     "unif2ace.eval.eval_cli",
+    "unif2ace.ablate",
 )
 
 

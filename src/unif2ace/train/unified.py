@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..vocab import VocabLayout
 from .task import MixedTaskData, RunConfig, build_training_model, make_step_fn
 
-PRESET_NAMES = ("tiny", "small", "paper")
+PRESET_NAMES = ("tiny", "small", "ablation", "paper")
 IMAGE_TOKENIZER_DIR, TEXT_TOKENIZER_DIR = "image_tokenizer", "text_tokenizer"
 
 

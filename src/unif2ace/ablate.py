@@ -1,0 +1,203 @@
+"""``unif2ace ablate loss|moe``: the paper's Tables 3 and 4 at CPU scale, with spread.
+
+Every variant trains from the same run config (default ``configs/ablation.yaml``), on the same
+data, for the same steps, once per seed; only the ablated setting differs. Each run is then
+evaluated by ``unif2ace eval`` with the attribute judge, and the table reports mean ± sample
+standard deviation over seeds::
+
+    OUT/<variant>/seed-<s>/run/          training run (resumable)
+    OUT/<variant>/seed-<s>/eval.json     its metrics
+    OUT/ablation_<kind>.json / .md       the table (rewritten after every run)
+
+Rerunning the same command resumes: finished runs are skipped, an interrupted one resumes
+from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from .errors import UserError
+
+# variant -> run-config overrides (paper Table 3: loss; Table 4: MoE levels)
+VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "loss": {
+        "mask-only": ("loss.d3diff.mode=mask_only",),
+        "score-only": ("loss.d3diff.mode=score_only",),
+        "d3diff-a0.1": ("loss.d3diff.alpha=0.1",),
+        "d3diff-a0.01": ("loss.d3diff.alpha=0.01",),
+        "d3diff-a0.001": ("loss.d3diff.alpha=0.001",),
+    },
+    "moe": {
+        "none": ("model.token_moe=false", "model.seq_moe=false"),
+        "token": ("model.token_moe=true", "model.seq_moe=false"),
+        "sequence": ("model.token_moe=false", "model.seq_moe=true"),
+        "both": ("model.token_moe=true", "model.seq_moe=true"),
+    },
+}
+# (summary key, column title, higher is better)
+COLUMNS = (
+    ("generation_fidelity", "fidelity ↑", True),
+    ("vqa_score", "VQAScore ↑", True),
+    ("fid", "FID ↓", False),
+    ("caption_attribute_f1", "caption F1 ↑", True),
+    ("vqa_accuracy", "VQA acc ↑", True),
+    ("cider_d", "CIDEr-D ↑", True),
+)
+
+
+def run_ablation(
+    kind: str,
+    out: str | Path,
+    common: list[str],
+    eval_args: list[str],
+    seeds: int = 3,
+    preset: str = "ablation",
+    split: str = "test",
+    only: list[str] | None = None,
+    log=print,
+) -> dict:
+    """Train and evaluate every variant (or those in ``only``) x seed of ``kind``; returns
+    the table (see the module docstring)."""
+    from .cli import main
+
+    if kind not in VARIANTS:
+        raise UserError(f"unknown ablation {kind!r}; valid: {', '.join(VARIANTS)}")
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    unknown = sorted(set(only or ()) - set(VARIANTS[kind]))
+    if unknown:
+        raise UserError(f"unknown {kind} variants {unknown}; valid: {', '.join(VARIANTS[kind])}")
+    out = Path(out)
+    for variant, overrides in VARIANTS[kind].items():
+        if only and variant not in only:
+            continue
+        for seed in range(seeds):
+            folder = out / variant / f"seed-{seed}"
+            metrics = folder / "eval.json"
+            if metrics.is_file():
+                continue
+            run = folder / "run"
+            sets = [*common, *overrides, f"train.seed={seed}"]
+            log(f"[ablate] {variant} seed {seed}: training")
+            _check(main(["train", "model", "--preset", preset, "--out", str(run), *sets]), variant)
+            log(f"[ablate] {variant} seed {seed}: evaluating")
+            argv = [
+                "eval",
+                "--checkpoint",
+                str(run),
+                "--splits",
+                split,
+                "--seed",
+                str(seed),
+                "--json",
+                str(metrics),
+                *eval_args,
+            ]
+            _check(main(argv), variant)
+            write_table(kind, out, split)
+    return write_table(kind, out, split)
+
+
+def _check(rc: int, variant: str) -> None:
+    if rc != 0:
+        raise UserError(f"ablation variant {variant!r} failed (exit {rc}); rerun to resume")
+
+
+def collect(kind: str, out: Path, split: str) -> dict[str, list[dict]]:
+    """Per variant, the summary dicts of its finished seeds."""
+    rows: dict[str, list[dict]] = {}
+    for variant in VARIANTS[kind]:
+        for path in sorted((out / variant).glob("seed-*/eval.json")):
+            rows.setdefault(variant, []).append(json.loads(path.read_text())["summary"][split])
+    return rows
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (nan for fewer than two values)."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return math.nan, math.nan
+    m = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return m, math.nan
+    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def write_table(kind: str, out: Path, split: str) -> dict:
+    """Write ``ablation_<kind>.json`` and ``.md`` from the finished runs; returns the table."""
+    rows = collect(kind, out, split)
+    table = {
+        v: {
+            "seeds": len(r),
+            **{k: mean_std([x.get(k, math.nan) for x in r]) for k, _, _ in COLUMNS},
+        }
+        for v, r in rows.items()
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"ablation_{kind}.json").write_text(json.dumps(table, indent=2, default=str))
+    lines = [
+        f"| {kind} variant | seeds | " + " | ".join(t for _, t, _ in COLUMNS) + " |",
+        "|---|---|" + "---|" * len(COLUMNS),
+    ]
+    for v, t in table.items():
+        cells = [_cell(*t[k]) for k, _, _ in COLUMNS]
+        lines.append(f"| {v} | {t['seeds']} | " + " | ".join(cells) + " |")
+    (out / f"ablation_{kind}.md").write_text("\n".join(lines) + "\n")
+    return table
+
+
+def _cell(m: float, s: float) -> str:
+    if math.isnan(m):
+        return "—"
+    return f"{m:.3f}" if math.isnan(s) else f"{m:.3f} ± {s:.3f}"
+
+
+def register(groups: dict[str, argparse._SubParsersAction]) -> None:
+    p = groups["top"].add_parser(
+        "ablate",
+        help="train and evaluate the paper's loss / MoE ablations over several seeds",
+        description="Matched variants (same data, steps, seeds) of the D3Diff loss (mask-only, "
+        "score-only, alpha 0.1/0.01/0.001) or of the MoE levels (none, token, sequence, both); "
+        "each is evaluated with the judge and tabulated as mean ± std over seeds. Rerun to "
+        "resume.",
+    )
+    p.add_argument("kind", choices=sorted(VARIANTS))
+    p.add_argument("--data", required=True, help="pretokenised FaceForge data folder")
+    p.add_argument("--tokenizer", required=True, help="image tokenizer folder")
+    p.add_argument("--text-tokenizer", required=True, help="text tokenizer folder")
+    p.add_argument("--judge", required=True, help="attribute judge folder")
+    p.add_argument("--out", required=True, help="folder of all runs and the tables")
+    p.add_argument("--preset", default="ablation", help="run config (default: ablation)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--num", type=int, default=100, help="test records evaluated per run")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="run overrides")
+    p.add_argument("--variants", nargs="*", help="run only these variants (default: all)")
+    p.add_argument("--eval-args", default="", help="extra `unif2ace eval` arguments, quoted")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    common = [
+        f"data.data={args.data}",
+        f"data.image_tokenizer={args.tokenizer}",
+        f"data.text_tokenizer={args.text_tokenizer}",
+        *args.set,
+    ]
+    eval_args = [
+        "--data",
+        args.data,
+        "--judge",
+        args.judge,
+        "--num",
+        str(args.num),
+        *args.eval_args.split(),
+    ]
+    table = run_ablation(
+        args.kind, args.out, common, eval_args, args.seeds, args.preset, only=args.variants
+    )
+    print(json.dumps(table, indent=2, default=str))
+    return 0
