@@ -5,10 +5,11 @@ Shape legend: N images, B batch, C channels, H/W pixels, A attributes (46), O at
 
 The judge scores generated faces (attribute fidelity), gives the feature space of FID and
 drives caption refinement (issue 6). To be a fair referee it shares nothing with the model's
-own semantic encoder (:class:`~unif2ace.model.encoders.CNNEncoder`: GroupNorm, stride-2 convs,
-a 4x4 token grid): it is a small residual network with BatchNorm (He et al. 2016, "Deep
-Residual Learning", basic blocks) at 128 px, pooled globally (mean and max, so small parts such
-as earrings or moles survive the pooling), with three linear heads over the pooled features:
+own semantic encoder (:class:`~unif2ace.model.encoders.CNNEncoder`: GroupNorm, plain stride-2
+convs, a linear probe over 17 tokens): it is a residual network with BatchNorm (He et al.
+2016, "Deep Residual Learning", basic blocks) at 128 px, whose last 8x8 map (squeezed to a
+few channels) and global mean feed a one-layer MLP giving the features (F = 512), under
+three linear heads:
 
 * attributes: the 90 logits of :func:`~unif2ace.model.encoder_train.attribute_layout`;
 * visibility: one logit per attribute, "not visible" (occluded or not applicable);
@@ -46,12 +47,18 @@ class JudgeConfig:
         size: input pixels (images of other sizes are resized inside).
         width: channels of the first stage; stages have width x (1, 2, 4, 8).
         blocks: residual blocks per stage.
+        grid / reduce: the last stage's map is pooled to grid x grid and squeezed to
+            ``reduce`` channels before the MLP.
+        feature_dim: F, the width of the pooled features (the MLP's output).
         bf16: bf16 autocast in :meth:`AttributeJudge.features` and :func:`predict`.
     """
 
     size: int = 128
     width: int = 32
     blocks: tuple[int, ...] = (1, 1, 1, 1)
+    grid: int = 8
+    reduce: int = 32
+    feature_dim: int = 512
     bf16: bool = True
 
 
@@ -86,9 +93,12 @@ class _Block(nn.Module):
 
 
 class AttributeJudge(nn.Module):
-    """Residual CNN: stem (stride 2) -> 4 stages (strides 1, 2, 2, 2) -> mean+max pool -> heads.
+    """Residual CNN: stem (stride 2) -> 4 stages (strides 1, 2, 2, 2) -> spatial MLP -> heads.
 
-    At 128 px the stages run at 64, 32, 16 and 8 px; F = 2 * 8 * width (mean and max pooled).
+    At 128 px the stages run at 64, 32, 16 and 8 px. The pooled features_BF are an MLP over
+    the global mean of the last stage and its ``grid`` x ``grid`` map squeezed to ``reduce``
+    channels: FaceForge faces are aligned, so *where* a colour or edge appears (iris, cheek,
+    ear lobe) carries the attribute, and a global pool alone mixes it with the background.
     """
 
     def __init__(self, cfg: JudgeConfig = JudgeConfig()):
@@ -106,7 +116,14 @@ class AttributeJudge(nn.Module):
                 stride = 2 if (i > 0 and j == 0) else 1
                 layers.append(_Block(chans[i] if j == 0 else chans[i + 1], chans[i + 1], stride))
         self.stages = nn.Sequential(*layers)
-        self.feature_dim = 2 * chans[-1]
+        self.reduce = nn.Sequential(
+            nn.Conv2d(chans[-1], cfg.reduce, 1, bias=False),
+            nn.BatchNorm2d(cfg.reduce),
+            nn.ReLU(inplace=True),
+        )
+        n_in = chans[-1] + cfg.reduce * cfg.grid**2
+        self.mlp = nn.Sequential(nn.Linear(n_in, cfg.feature_dim), nn.ReLU(inplace=True))
+        self.feature_dim = cfg.feature_dim
         self.attr_head = nn.Linear(self.feature_dim, n_attribute_logits())
         self.vis_head = nn.Linear(self.feature_dim, len(ATTRIBUTES))
         self.pose_head = nn.Linear(self.feature_dim, len(POSE_KEYS))
@@ -127,12 +144,14 @@ class AttributeJudge(nn.Module):
     def pooled(self, x_BCHW: torch.Tensor) -> torch.Tensor:
         """Input in [-1, 1] at ``cfg.size`` -> pooled features_BF."""
         h = self.stages(self.stem(x_BCHW))
-        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], dim=1)
+        grid = F.adaptive_avg_pool2d(self.reduce(h), self.cfg.grid).flatten(1)
+        return self.mlp(torch.cat([h.mean((2, 3)), grid], dim=1))
 
     def forward(self, x_BCHW: torch.Tensor) -> dict[str, torch.Tensor]:
         """Input in [-1, 1] -> ``{"attr": logits_BO, "vis": logits_BA, "pose": radians_B2}``."""
         f_BF = self.pooled(x_BCHW)
-        return {"attr": self.attr_head(f_BF), "vis": self.vis_head(f_BF), "pose": self.pose_head(f_BF)}
+        heads = {"attr": self.attr_head, "vis": self.vis_head, "pose": self.pose_head}
+        return {k: head(f_BF) for k, head in heads.items()}
 
     @torch.no_grad()
     def features(self, images_uint8_NCHW: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
@@ -147,6 +166,11 @@ class AttributeJudge(nn.Module):
 
 def _run_batched(judge: AttributeJudge, images: torch.Tensor, batch_size: int, fn):
     """Apply ``fn`` to batches of converted images in eval mode; concat fp32 outputs."""
+    if len(images) == 0:  # one dummy image gives the output shapes; keep none of it
+        probe = _run_batched(judge, torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 1, fn)
+        if isinstance(probe, dict):
+            return {k: v[:0] for k, v in probe.items()}
+        return probe[:0]
     was_training = judge.training
     judge.eval()
     outs = []

@@ -25,9 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from .judge import AttributeJudge, JudgeConfig, attribute_accuracy, decode_outputs, save_judge
+from .judge import (
+    POSE_KEYS,
+    AttributeJudge,
+    JudgeConfig,
+    attribute_accuracy,
+    decode_outputs,
+    save_judge,
+)
 
-POSE_SCALE = 0.1  # radians; pose errors are measured in tenths of a radian in the loss
+POSE_SCALE = 0.2  # radians: the loss measures pose errors in units of 0.2 rad (~11 deg)
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class JudgeTrainConfig:
     warmup: int = 100
     seed: int = 1234
     vis_weight: float = 0.5
-    pose_weight: float = 0.5
+    pose_weight: float = 0.25
     log_every: int = 50
     ckpt_every: int = 250
     eval_every: int = 500
@@ -108,9 +115,7 @@ def load_data(data_dir: str | Path, split: str, size: int, limit: int | None = N
     if not imgs:
         raise UserError(f"split {split!r} of {str(data_dir)!r} is empty; build the data set first")
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
-    return JudgeData(
-        x, torch.tensor(tgts), torch.tensor(poses), torch.tensor(has), labels, hidden
-    )
+    return JudgeData(x, torch.tensor(tgts), torch.tensor(poses), torch.tensor(has), labels, hidden)
 
 
 def judge_loss(out: dict, targets_BA: torch.Tensor, pose_B2, has_pose_B, cfg) -> dict:
@@ -131,7 +136,10 @@ def _optimizer(judge: AttributeJudge, cfg: JudgeTrainConfig) -> torch.optim.Opti
     """AdamW; no weight decay on BatchNorm parameters and biases (1-D tensors)."""
     decay = [p for p in judge.parameters() if p.dim() > 1]
     rest = [p for p in judge.parameters() if p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
@@ -150,7 +158,8 @@ def evaluate(judge: AttributeJudge, data: JudgeData, train_targets=None) -> dict
     m["end_to_end_accuracy"] = e2e["overall"]
     if data.has_pose.any():
         err = (out["pose"][data.has_pose] - data.pose[data.has_pose]).abs().mean(0)
-        m["pose_mae_deg"] = {k: float(torch.rad2deg(e)) for k, e in zip(("yaw", "roll"), err)}
+        deg = torch.rad2deg(err).tolist()
+        m["pose_mae_deg"] = dict(zip(POSE_KEYS, deg, strict=True))
     m["n_eval"] = len(data.images)
     return m
 
@@ -178,6 +187,7 @@ def train_judge(
     judge = AttributeJudge(cfg.judge_config())
     opt = _optimizer(judge, cfg)
     start, best = load_train_state(out_dir / "ckpt", judge, opt, cfg)
+    judge.to(memory_format=torch.channels_last)  # oneDNN convs: ~25 % faster on CPU
     if start:
         print(f"[judge] resuming at step {start}/{cfg.steps}", flush=True)
     val = None
@@ -211,7 +221,8 @@ def _train_steps(judge, opt, data: JudgeData, cfg, start: int, out_dir: Path, va
             group["lr"] = lr_at(step, cfg)
         idx = batch_indices(step, len(data.images), cfg.batch_size, cfg.seed)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = judge(judge.to_input(data.images[idx]))
+            x = judge.to_input(data.images[idx]).contiguous(memory_format=torch.channels_last)
+            out = judge(x)
         parts = judge_loss(out, data.targets[idx], data.pose[idx], data.has_pose[idx], cfg)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
@@ -233,8 +244,19 @@ def _train_steps(judge, opt, data: JudgeData, cfg, start: int, out_dir: Path, va
         if val is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
             _validate(judge, val, cfg, best, done)
         if cfg.ckpt_every and done % cfg.ckpt_every == 0 and done < cfg.steps:
+            _make_contiguous(judge, opt)  # safetensors stores only contiguous tensors
             save_train_state(out_dir / "ckpt", judge, opt, done, cfg, best)
+            judge.to(memory_format=torch.channels_last)
     return time.perf_counter() - t0
+
+
+def _make_contiguous(judge: AttributeJudge, opt: torch.optim.Optimizer) -> None:
+    """Weights and AdamW moments back to the default layout, in place (values unchanged)."""
+    judge.to(memory_format=torch.contiguous_format)
+    for st in opt.state.values():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                st[k] = v.contiguous()
 
 
 def _validate(judge, val: JudgeData, cfg, best: dict, done: int) -> None:
@@ -243,7 +265,7 @@ def _validate(judge, val: JudgeData, cfg, best: dict, done: int) -> None:
     loss = float(judge_loss(out, val.targets, val.pose, val.has_pose, cfg)["loss"])
     judge.train()
     if loss < best["loss"]:
-        state = {k: v.detach().clone() for k, v in judge.state_dict().items()}
+        state = {k: v.detach().contiguous().clone() for k, v in judge.state_dict().items()}
         best.update(loss=loss, step=done, state=state)
     print(f"[judge] step {done} val loss {loss:.4f} (best {best['loss']:.4f})", flush=True)
 
