@@ -83,3 +83,28 @@ def test_space_to_depth_stem_keeps_the_token_grid_and_roundtrips_shapes():
     assert codes.shape == (2, 8, 8)
     assert m.decode(codes).shape == (2, 3, 32, 32)
     assert m(x).recon_BCHW.shape == x.shape
+
+
+def test_channel_norm_normalises_each_pixel_over_channels():
+    from unif2ace.tokenizer.autoencoder import ChannelNorm
+
+    x = torch.randn(2, 8, 5, 5) * 3 + 1
+    y = ChannelNorm(8)(x)
+    torch.testing.assert_close(y.mean(1), torch.zeros(2, 5, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(1, unbiased=False), torch.ones(2, 5, 5), atol=1e-3, rtol=0)
+    # unlike GroupNorm, a per-image offset of one pixel's neighbours does not change this pixel
+    x2 = x.clone()
+    x2[:, :, 0, 0] += 10.0
+    torch.testing.assert_close(ChannelNorm(8)(x2)[:, :, 1:, 1:], y[:, :, 1:, 1:])
+
+
+def test_norm_option_defaults_and_errors():
+    from torch import nn
+
+    old = {k: v for k, v in preset_config("tiny").to_dict().items() if k != "norm"}
+    assert TokenizerConfig.from_dict(old).norm == "group"  # configs saved before the option
+    assert preset_config("small").norm == "channel"
+    m = LFQAutoencoder(TokenizerConfig.from_dict({**old, "norm": "channel"}))
+    assert not any(isinstance(x, nn.GroupNorm) for x in m.modules())
+    with pytest.raises(UserError, match="valid: group, channel"):
+        LFQAutoencoder(TokenizerConfig.from_dict({**old, "norm": "batch"}))
