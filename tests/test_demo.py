@@ -38,3 +38,14 @@ def test_demo_faces_are_the_test_split_records():
 def test_demo_rejects_a_bad_count(tiny_model, tmp_path, capsys):
     assert main(["demo", "--checkpoint", str(tiny_model), "--num", "0"]) == 2
     assert "--num must be at least 1" in capsys.readouterr().err
+
+
+def test_demo_without_any_model_shows_the_data_engine(tmp_path, monkeypatch, capsys):
+    import unif2ace.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "bundled_model_dir", lambda: tmp_path / "no-model")
+    assert main(["demo", "--out", str(tmp_path / "d"), "--num", "3"]) == 0
+    assert (tmp_path / "d" / "faceforge_contact_sheet.png").is_file()
+    res = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert res["model"] is None and "unif2ace recipe small" in res["note"]
+    assert len(res["faces"]) == 8 and res["faces"][0]["id"] == "ff-test-0000000"

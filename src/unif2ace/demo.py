@@ -8,6 +8,10 @@ rebuilt exactly from their seed) and answers their VQA questions, and writes::
     OUT/generated.png      prompts -> generated faces
     OUT/described.png      test faces -> the model's captions
     OUT/results.json       prompts, captions, questions, answers and references
+
+An install without a bundled model (and no ``--checkpoint``) shows the data engine instead:
+``OUT/faceforge_contact_sheet.png`` of the same test faces with their prompts, and a note on
+how to train a model (:func:`data_only_demo`).
 """
 
 from __future__ import annotations
@@ -47,10 +51,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from .data.shards import decode_image
     from .data.show import contact_sheet
     from .errors import UserError
-    from .pipeline import FacePipeline
+    from .pipeline import FacePipeline, bundled_model_dir
 
     if args.num < 1:
         raise UserError(f"--num must be at least 1, got {args.num}")
+    if args.checkpoint is None and not (bundled_model_dir() / "model.safetensors").is_file():
+        return data_only_demo(args)
     t0 = time.time()
     pipe = FacePipeline.from_pretrained(args.checkpoint)
     out = Path(args.out)
@@ -78,6 +84,37 @@ def run_demo(args: argparse.Namespace) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "index.html").write_text(_page(results))
     print(json.dumps({"page": str(out / "index.html"), **results["seconds"]}))
+    return 0
+
+
+def data_only_demo(args: argparse.Namespace) -> int:
+    """No bundled model in this install (and no --checkpoint): show the data engine instead.
+
+    Writes ``OUT/faceforge_contact_sheet.png`` (FaceForge test faces labelled with their
+    prompts) and ``OUT/results.json``, and says how to get a model."""
+    from .data.shards import decode_image
+    from .data.show import contact_sheet
+
+    t0 = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    recs = test_records(max(args.num, 8))
+    faces = [decode_image(r["image"]) for r in recs]
+    prompts = [r["prompts"][0] for r in recs]
+    sheet = out / "faceforge_contact_sheet.png"
+    contact_sheet(faces, prompts, cols=min(8, len(faces)), cell=128).save(sheet)
+    res = {
+        "model": None,
+        "note": "this install has no bundled model yet: train one with `unif2ace recipe small "
+        "--out runs/recipe` (hours on 2 cores) and pass --checkpoint runs/recipe/model",
+        "faces": [
+            {"id": r["id"], "prompt": p, "caption": r["caption"]}
+            for r, p in zip(recs, prompts, strict=True)
+        ],
+        "seconds": round(time.time() - t0, 1),
+    }
+    (out / "results.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps({"contact_sheet": str(sheet), "note": res["note"]}))
     return 0
 
 
