@@ -131,3 +131,11 @@ def test_bad_labels_raise_user_error():
         make_caption({**labels, "hair_colour": "red"}, np.random.default_rng(0))
     with pytest.raises(UserError):
         make_prompts({**labels, "smile": True, "frown": True}, np.random.default_rng(0))
+
+
+def test_every_sentence_starts_with_a_capital_letter(samples):
+    import re
+
+    for _, caption, _ in samples:
+        for sentence in re.split(r"(?<=[.!?])\s+", caption.strip()):
+            assert sentence[:1].isupper(), (sentence, caption)

@@ -165,7 +165,7 @@ def eyes_sentence(c: Ctx) -> str:
             f"{S} has {narrow}{col} eyes" + (f" {under} {brows}." if brows else "."),
             f"{P} {narrow}{col} eyes sit {under} "
             + (brows + "." if brows else "a smooth forehead."),
-            f"{cap(narrow)}{col} eyes look out" + (f" from {under} {brows}." if brows else "."),
+            cap(f"{narrow}{col} eyes look out") + (f" from {under} {brows}." if brows else "."),
             f"{S} gazes out with {narrow}{col} eyes" + (f" set {under} {brows}." if brows else "."),
         )
     )
