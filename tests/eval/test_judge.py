@@ -243,3 +243,12 @@ def test_cli_rejects_bad_blocks(data_dir, tmp_path, capsys):
         ["train", "judge", "--data", str(data_dir), "--out", str(tmp_path), "--blocks", "1,x"]
     )
     assert rc == 2 and "--blocks" in capsys.readouterr().err
+
+
+def test_rerunning_a_finished_run_does_nothing(data_dir, trained, capsys):
+    folder, cfg, first = trained
+    before = (folder / "model.safetensors").stat().st_mtime_ns
+    again = train_judge(data_dir, folder, cfg)
+    assert "nothing to do" in capsys.readouterr().out
+    assert (folder / "model.safetensors").stat().st_mtime_ns == before
+    assert again["best_step"] == first["best_step"]

@@ -180,6 +180,14 @@ def train_judge(
     from ..model.encoder_train import _write_json, load_train_state
 
     out_dir = Path(out_dir)
+    done = out_dir / "metrics.json"
+    if done.is_file() and (out_dir / "model.safetensors").is_file():
+        prev = json.loads(done.read_text())
+        if prev.get("config") == json.loads(json.dumps(asdict(cfg))) and prev.get("data") == str(
+            data_dir
+        ):
+            print(f"[judge] {out_dir} already holds this finished run; nothing to do")
+            return prev
     t0 = time.perf_counter()
     train = load_data(data_dir, "train", cfg.size, limit)
     print(f"[judge] {len(train.images)} train faces loaded in {time.perf_counter() - t0:.1f}s")
