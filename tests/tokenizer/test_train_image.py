@@ -86,3 +86,21 @@ def test_training_reduces_reconstruction_loss(tmp_path):
     train_tokenizer(preset_config("tiny"), cfg, shards, tmp_path / "run", log=lambda s: None)
     l1 = [json.loads(ln)["l1"] for ln in (tmp_path / "run" / "metrics.jsonl").open()]
     assert sum(l1[-5:]) / 5 < 0.7 * sum(l1[:5]) / 5
+
+
+def test_detail_map_weights_edges_and_zero_strength_is_the_plain_loss():
+    from unif2ace.tokenizer.autoencoder import LFQAutoencoder, preset_config
+    from unif2ace.tokenizer.train_image import TrainConfig, detail_map, tokenizer_loss
+
+    x = torch.full((1, 3, 32, 32), -0.5)
+    x[:, :, 10:14, 10:14] = 0.8  # a small bright square on a flat background
+    w = detail_map(x, 2.0)
+    assert w.shape == (1, 1, 32, 32) and float(w.min()) >= 1.0
+    assert float(w[0, 0, 12, 10]) > 2.0 and float(w[0, 0, 28, 28]) == 1.0
+    torch.manual_seed(0)
+    model = LFQAutoencoder(preset_config("tiny"))
+    plain, p = tokenizer_loss(model, x, TrainConfig(bf16=False))
+    weighted, q = tokenizer_loss(model, x, TrainConfig(bf16=False, detail_weight=2.0))
+    d = (model(x).recon_BCHW - x).abs()
+    assert p["l1"] == pytest.approx(float(d.mean()), rel=1e-5)
+    assert q["l1"] == pytest.approx(float((w * d).mean() / w.mean()), rel=1e-5)

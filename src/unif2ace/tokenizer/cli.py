@@ -33,6 +33,12 @@ def _add_train_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--detail-weight",
+        type=float,
+        default=0.0,
+        help="weight pixel losses up near edges (eyes, mouth, accessories); 0 = plain L1 + L2",
+    )
+    p.add_argument(
         "--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is default)"
     )
     p.add_argument("--log-every", type=int, default=10)
@@ -82,6 +88,7 @@ def _run_train_tokenizer(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         warmup_steps=args.warmup,
+        detail_weight=args.detail_weight,
         bf16=not args.no_bf16,
         seed=args.seed,
         log_every=args.log_every,
