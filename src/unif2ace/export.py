@@ -141,7 +141,7 @@ def export_model(
 
 
 def _hardware() -> str:
-    from .bench import environment
+    from .bench_env import environment
 
     env = environment()
     return f"{env['cpu_count']}-core {env['cpu_model']} ({', '.join(env['cpu_flags'])}), CPU only"
