@@ -66,3 +66,14 @@ def test_evaluate_tokenizer_runs_and_is_consistent():
     rec = model.decode(model.encode(x))
     direct = float(psnr((x + 1) / 2, (rec + 1) / 2).mean())
     assert evaluate_tokenizer(model, [x]).psnr == pytest.approx(direct)
+
+
+def test_colour_drift_known_values():
+    from unif2ace.tokenizer.evaluate import colour_drift
+
+    a = torch.zeros(2, 3, 8, 8)
+    b = a.clone()
+    b[0, 0] += 0.2  # image 0: red channel +0.2 everywhere -> (0.2 * 255) / 3 channels
+    b[1, :, :4] += 0.5  # image 1: top half +0.5 in all channels -> 0.25 * 255
+    torch.testing.assert_close(colour_drift(a, b), torch.tensor([17.0, 63.75]))
+    assert float(colour_drift(a, a).abs().max()) == 0.0

@@ -61,6 +61,12 @@ def ssim(
     return s.flatten(1).mean(dim=1)
 
 
+def colour_drift(a_BCHW: torch.Tensor, b_BCHW: torch.Tensor) -> torch.Tensor:
+    """Per image, the mean absolute difference of the mean RGB colours of images in [0, 1],
+    in 0-255 units: how far a reconstruction's overall colour (mostly the background) moved."""
+    return (a_BCHW.float().mean((2, 3)) - b_BCHW.float().mean((2, 3))).abs().mean(1) * 255.0
+
+
 def codebook_usage(counts_K: torch.Tensor) -> tuple[float, float]:
     """(fraction of codes used at least once, perplexity ``exp(H(p))``) from code counts."""
     p = counts_K.double() / counts_K.sum().clamp(min=1)
@@ -80,6 +86,7 @@ class TokenizerEval:
     codebook_perplexity: float
     codebook_size: int
     code_roundtrip_rate: float
+    colour_drift: float = 0.0  # mean |mean RGB(recon) - mean RGB(original)|, 0-255 units
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,7 +114,7 @@ def evaluate_tokenizer(
     k = model.codebook_size
     counts_K = torch.zeros(k, dtype=torch.long)
     n = 0
-    psnr_sum = ssim_sum = 0.0
+    psnr_sum = ssim_sum = drift_sum = 0.0
     same = total = 0
     for images in batches:
         if max_images is not None and n >= max_images:
@@ -121,6 +128,7 @@ def evaluate_tokenizer(
         x01, r01 = (images.float() + 1) / 2, (recon.float() + 1) / 2
         psnr_sum += float(psnr(x01, r01).clamp(max=100.0).sum())
         ssim_sum += float(ssim(x01, r01).sum())
+        drift_sum += float(colour_drift(x01, r01).sum())
         counts_K += torch.bincount(codes.flatten(), minlength=k)
         same += int((codes2 == codes).sum())
         total += codes.numel()
@@ -128,4 +136,6 @@ def evaluate_tokenizer(
     if n == 0:
         raise UserError("no images to evaluate; check --data and --split")
     used, perplexity = codebook_usage(counts_K)
-    return TokenizerEval(n, psnr_sum / n, ssim_sum / n, used, perplexity, k, same / total)
+    return TokenizerEval(
+        n, psnr_sum / n, ssim_sum / n, used, perplexity, k, same / total, drift_sum / n
+    )
