@@ -68,7 +68,7 @@ RECIPES: dict[str, RecipePreset] = {
         data_preset="small",
         num_faces=20000,
         tokenizer_preset="small",
-        tokenizer_args="--steps 6000 --batch-size 16 --lr 4e-4 --warmup 300 --detail-weight 2 "
+        tokenizer_args="--steps 12000 --batch-size 16 --lr 4e-4 --warmup 300 --detail-weight 2 "
         "--sample-every 500 --ckpt-every 200",
         text_vocab=4096,
         encoder_args="--steps 2500",
