@@ -240,7 +240,9 @@ def train_tokenizer(
     if ckpt is not None:
         model_cfg = _resumed_config(ckpt, model_cfg, cfg, log)
     torch.manual_seed(cfg.seed)
-    model = LFQAutoencoder(model_cfg)
+    # channels_last: oneDNN's convolutions run ~10 % faster per step on these CPUs (measured,
+    # batch 16 at 128 px, bf16); weights are saved contiguous (``save_pretrained``).
+    model = LFQAutoencoder(model_cfg).to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     stream = ImageStream(train_shards, model_cfg.resolution, cfg.batch_size, seed=cfg.seed)
     step = load_checkpoint(ckpt, model, opt, stream) if ckpt is not None else 0
@@ -255,7 +257,7 @@ def train_tokenizer(
     t0, start_step = time.time(), step
     model.train()
     while step < end:
-        images = stream.next_batch()
+        images = stream.next_batch().contiguous(memory_format=torch.channels_last)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss, parts = tokenizer_loss(model, images, cfg)
