@@ -240,8 +240,9 @@ def train_tokenizer(
     if ckpt is not None:
         model_cfg = _resumed_config(ckpt, model_cfg, cfg, log)
     torch.manual_seed(cfg.seed)
-    # channels_last: oneDNN's convolutions run ~10 % faster per step on these CPUs (measured,
-    # batch 16 at 128 px, bf16); weights are saved contiguous (``save_pretrained``).
+    # channels_last: oneDNN's convolutions run a small-preset step (batch 16, 128 px, bf16)
+    # 1.16x faster on these CPUs (benchmarks/bench_tokenizer_layout.py; the 32-px tiny preset
+    # is 3x slower, but it trains for seconds). Weights are saved contiguous.
     model = LFQAutoencoder(model_cfg).to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     stream = ImageStream(train_shards, model_cfg.resolution, cfg.batch_size, seed=cfg.seed)
