@@ -102,12 +102,19 @@ def normalize_record(rec: dict) -> dict:
 def write_shard(path: str | Path, records: Iterable[dict]) -> str:
     """Write records to one parquet file atomically; returns the file's sha256."""
     table = pa.Table.from_pylist([normalize_record(r) for r in records], schema=RECORD_SCHEMA)
+    return write_table_atomic(path, table)
+
+
+def write_table_atomic(path: str | Path, table: pa.Table) -> str:
+    """Write a table to one parquet file (temp file + rename); returns the file's sha256.
+
+    Fixed writer settings: the same rows give byte-identical files.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        # Fixed writer settings: the same records give byte-identical files.
         pq.write_table(
             table,
             tmp,

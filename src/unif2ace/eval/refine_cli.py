@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
 import zlib
 from collections import Counter
@@ -195,30 +193,12 @@ def refine_records(
 def write_refined_shard(path: Path, records: Sequence[dict]) -> str:
     """Rows of RECORD_SCHEMA + ``edits`` to one parquet file, atomically; returns its sha256."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from ..data.shards import RECORD_SCHEMA, file_sha256, normalize_record
+    from ..data.shards import RECORD_SCHEMA, normalize_record, write_table_atomic
 
     schema = RECORD_SCHEMA.append(pa.field("edits", pa.string()))
     rows = [{**normalize_record(r), "edits": r["edits"]} for r in records]
-    table = pa.Table.from_pylist(rows, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:  # the writer settings of shards.write_shard: same rows, same bytes
-        pq.write_table(
-            table,
-            tmp,
-            compression="zstd",
-            use_dictionary=False,
-            write_statistics=False,
-            store_schema=True,
-        )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return file_sha256(path)
+    return write_table_atomic(path, pa.Table.from_pylist(rows, schema=schema))
 
 
 # ------------------------------------------------------------------------------ dataset
