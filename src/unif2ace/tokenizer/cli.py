@@ -11,6 +11,7 @@ from pathlib import Path
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add the tokenizer commands to the command groups (see ``unif2ace.cli``)."""
     _add_train_tokenizer(groups["train"])
+    _add_train_decoder(groups["train"])
     _add_train_text(groups["train"])
     _add_pretokenize(groups["data"])
     _add_eval(groups["top"])
@@ -101,6 +102,77 @@ def _run_train_tokenizer(args: argparse.Namespace) -> int:
     )
     train_tokenizer(cfg, tcfg, shards, args.out, sample_images_BCHW=samples)
     print(f"tokenizer saved to {Path(args.out) / 'tokenizer'}")
+    return 0
+
+
+def _add_train_decoder(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tokenizer-decoder",
+        help="stage 2: fine-tune a trained tokenizer's decoder adversarially (codes unchanged)",
+        description="Fine-tune the decoder of a trained image tokenizer against a PatchGAN "
+        "discriminator with feature matching; the encoder and quantiser are frozen, so the "
+        "codes (and pre-tokenised data, and models trained on them) stay valid. Rerunning with "
+        "the same --out resumes exactly.",
+    )
+    p.add_argument("--tokenizer", required=True, help="stage-1 tokenizer folder")
+    p.add_argument("--data", required=True, help="data set folder (DIR/<split>/shard-*.parquet)")
+    p.add_argument("--out", required=True, help="run folder (checkpoint/, tokenizer/, samples/)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--detail-weight", type=float, default=2.0, help="as in `train tokenizer`")
+    p.add_argument("--adv-weight", type=float, default=0.1, help="weight of the hinge GAN loss")
+    p.add_argument(
+        "--fm-weight", type=float, default=1.0, help="weight of discriminator feature matching"
+    )
+    p.add_argument(
+        "--disc-start",
+        type=int,
+        default=500,
+        help="steps the discriminator trains alone before the decoder sees its losses",
+    )
+    p.add_argument("--disc-channels", type=int, default=32)
+    p.add_argument("--no-bf16", action="store_true", help="train in fp32")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--sample-every", type=int, default=250)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.set_defaults(func=_run_train_decoder)
+
+
+def _run_train_decoder(args: argparse.Namespace) -> int:
+    from ..data.shards import list_shards
+    from .autoencoder import LFQAutoencoder
+    from .images import ImageStream
+    from .train_decoder import DecoderTrainConfig, train_decoder
+    from .train_image import check_data
+
+    base = LFQAutoencoder.from_pretrained(args.tokenizer)  # clear error if not a tokenizer
+    shards = list_shards(args.data, args.split)
+    check_data(shards, Path(args.data), args.split)
+    held_out = list_shards(args.data, "val") or list_shards(args.data, "test") or shards
+    samples = ImageStream(held_out, base.config.resolution, 8, shuffle=False).next_batch()
+    cfg = DecoderTrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        detail_weight=args.detail_weight,
+        adv_weight=args.adv_weight,
+        fm_weight=args.fm_weight,
+        disc_start=args.disc_start,
+        disc_channels=args.disc_channels,
+        bf16=not args.no_bf16,
+        seed=args.seed,
+        log_every=args.log_every,
+        sample_every=args.sample_every,
+        ckpt_every=args.ckpt_every,
+    )
+    print(f"fine-tuning the decoder of {args.tokenizer}: {len(shards)} shards")
+    train_decoder(args.tokenizer, cfg, shards, args.out, sample_images_BCHW=samples)
+    print(f"tokenizer saved to {Path(args.out) / 'tokenizer'} (same codes as {args.tokenizer})")
     return 0
 
 

@@ -30,19 +30,29 @@ from .autoencoder import LFQAutoencoder
 from .images import png_to_tensor
 
 HASH_CHARS = 16
+ENCODING_SIDE = ("encoder.", "quantizer.")  # weight names that determine the codes
 
 
 def tokenizer_hash(tokenizer_dir: str | Path) -> str:
-    """sha256 (first 16 hex chars) of a tokenizer folder's ``config.json`` and weights."""
+    """Identity of the codes a tokenizer produces: sha256 (first 16 hex chars) of its
+    ``config.json`` and its encoder and quantiser weights.
+
+    The decoder is left out: fine-tuning it (``unif2ace train tokenizer-decoder``) leaves
+    every code unchanged, so cached codes and models trained on them stay valid.
+    """
+    from safetensors import safe_open
+
     d = Path(tokenizer_dir)
-    h = hashlib.sha256()
     for name in ("config.json", "model.safetensors"):
-        p = d / name
-        if not p.is_file():
+        if not (d / name).is_file():
             raise UserError(f"{d} is not an image tokenizer folder (missing {name})")
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+    h = hashlib.sha256((d / "config.json").read_bytes())
+    with safe_open(str(d / "model.safetensors"), framework="pt") as f:
+        for key in sorted(f.keys()):
+            if key.startswith(ENCODING_SIDE):
+                t = f.get_tensor(key).contiguous()
+                h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+                h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:HASH_CHARS]
 
 

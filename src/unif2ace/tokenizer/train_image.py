@@ -81,18 +81,24 @@ def detail_map(images_BCHW: torch.Tensor, strength: float) -> torch.Tensor:
     return 1.0 + strength * e / e.mean((2, 3), keepdim=True).clamp_min(1e-6)
 
 
+def pixel_losses(
+    recon_BCHW: torch.Tensor, images_BCHW: torch.Tensor, detail_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L1 and L2 reconstruction errors (fp32), edge-weighted by :func:`detail_map` if λ > 0."""
+    diff = recon_BCHW.float() - images_BCHW
+    if detail_weight > 0:
+        w = detail_map(images_BCHW, detail_weight)
+        return (w * diff.abs()).mean() / w.mean(), (w * diff.pow(2)).mean() / w.mean()
+    return diff.abs().mean(), diff.pow(2).mean()
+
+
 def tokenizer_loss(
     model: LFQAutoencoder, images_BCHW: torch.Tensor, cfg: TrainConfig
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total training loss and its parts (floats, for logging)."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         out = model(images_BCHW)
-    diff = out.recon_BCHW.float() - images_BCHW
-    if cfg.detail_weight > 0:
-        w = detail_map(images_BCHW, cfg.detail_weight)
-        l1, l2 = (w * diff.abs()).mean() / w.mean(), (w * diff.pow(2)).mean() / w.mean()
-    else:
-        l1, l2 = diff.abs().mean(), diff.pow(2).mean()
+    l1, l2 = pixel_losses(out.recon_BCHW, images_BCHW, cfg.detail_weight)
     q = model.quantizer
     loss = (
         cfg.l1_weight * l1
@@ -127,11 +133,18 @@ def save_checkpoint(
     step: int,
     stream: ImageStream,
     cfg: TrainConfig,
+    extra: dict[str, torch.nn.Module] | None = None,
 ) -> None:
-    """Write ``out/checkpoint`` atomically (temp folder + renames)."""
+    """Write ``out/checkpoint`` atomically (temp folder + renames).
+
+    ``extra``: further trained modules (e.g. a discriminator), saved as ``NAME.safetensors``.
+    """
     tmp, final, old = out / f"{CKPT}.tmp", out / CKPT, out / f"{CKPT}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
+    for name, module in (extra or {}).items():
+        state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(tmp / f"{name}.safetensors"))
     sd = opt.state_dict()
     tensors = {"rng.torch": torch.get_rng_state()}
     for pid, st in sd["state"].items():
@@ -161,11 +174,17 @@ def find_checkpoint(out: Path) -> Path | None:
 
 
 def load_checkpoint(
-    ckpt: Path, model: LFQAutoencoder, opt: torch.optim.Optimizer, stream: ImageStream
+    ckpt: Path,
+    model: LFQAutoencoder,
+    opt: torch.optim.Optimizer,
+    stream: ImageStream,
+    extra: dict[str, torch.nn.Module] | None = None,
 ) -> int:
     """Restore model, optimizer, RNG and data position; returns the step to continue from."""
     state = json.loads((ckpt / "state.json").read_text())
     model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+    for name, module in (extra or {}).items():
+        module.load_state_dict(load_file(str(ckpt / f"{name}.safetensors")))
     tensors = load_file(str(ckpt / "trainer.safetensors"))
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
