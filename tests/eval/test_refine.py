@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from chat_server import chat_reply as _reply
 
 from unif2ace.cli import main as cli_main
 from unif2ace.data import ontology as onto
@@ -209,55 +208,6 @@ def test_template_vqa_asks_only_about_stated_facts(rows):
 
 
 # ------------------------------------------------------------------------ LLM backend
-class _Server:
-    """A local chat-completions server: answers from a script of (status, body) pairs."""
-
-    def __init__(self, script):
-        self.script, self.requests = list(script), []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                n = int(self.headers["Content-Length"])
-                body = json.loads(self.rfile.read(n))
-                outer.requests.append((self.path, dict(self.headers), body))
-                status, reply = outer.script.pop(0)
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _reply(text):
-    return 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
-
-
-@pytest.fixture
-def server():
-    made = []
-
-    def make(script):
-        made.append(_Server(script))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.close()
-
-
 def test_llm_request_shape_auth_and_retry(server, monkeypatch, rows):
     from unif2ace.data.shards import decode_image
 

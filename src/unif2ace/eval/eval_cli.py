@@ -11,6 +11,8 @@ from pathlib import Path
 
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
+    from .llm import add_backend_args
+
     p = groups["top"].add_parser(
         "eval",
         help="evaluate generation and understanding with the attribute judge",
@@ -33,6 +35,13 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-understanding", action="store_true", help="generation metrics only")
+    p.add_argument(
+        "--llm-faces",
+        type=int,
+        default=None,
+        help="with --llm-url: faces per split the LLM judge scores (Desc/Conv; default all)",
+    )
+    add_backend_args(p)
     p.set_defaults(func=_run)
 
 
@@ -41,6 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..pipeline import FacePipeline
     from .evaluate import EvalConfig, evaluate_model
     from .judge import load_judge
+    from .llm import backend_from_args
     from .report import write_report
 
     if args.num < 1:
@@ -57,10 +67,16 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         understanding=not args.no_understanding,
+        llm_faces=args.llm_faces,
     )
+    if args.llm_faces is not None and args.llm_faces < 1:
+        raise UserError(f"--llm-faces must be at least 1, got {args.llm_faces}")
+    llm = backend_from_args(args)
+    if llm is not None and args.no_understanding:
+        raise UserError("--llm-url scores captions and answers; drop --no-understanding")
     pipe = FacePipeline.from_pretrained(args.checkpoint)
     judge = load_judge(args.judge or bundled_judge_dir())
-    res = evaluate_model(pipe, judge, args.data, cfg, log=lambda s: print(s, flush=True))
+    res = evaluate_model(pipe, judge, args.data, cfg, log=lambda s: print(s, flush=True), llm=llm)
     res["metrics"]["model"] = args.checkpoint or "bundled"
     res["metrics"]["judge"] = args.judge or "bundled"
     text = json.dumps(res["metrics"], indent=2, default=_nan_safe)

@@ -46,6 +46,8 @@ class EvalConfig:
         seed: sampling seed.
         batch_size: rows per sampler / decoder batch.
         understanding: also caption and answer (off: generation only).
+        llm_faces: faces per split whose captions and answers the LLM judge scores, when
+            an LLM backend is given (None: all ``num``).
     """
 
     splits: tuple[str, ...] = ("test", "test_heldout")
@@ -58,6 +60,7 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 16
     understanding: bool = True
+    llm_faces: int | None = None
 
 
 def load_records(data: str, split: str, num: int, columns: Sequence[str]) -> list[dict]:
@@ -210,8 +213,9 @@ def evaluate_diversity(pipe, judge, data: str, split: str, cfg: EvalConfig) -> d
 
 
 # --- understanding -------------------------------------------------------------------------
-def evaluate_understanding(pipe, data: str, split: str, cfg: EvalConfig) -> dict:
-    """Captions and VQA answers for the first ``num`` faces of ``split``, scored."""
+def evaluate_understanding(pipe, data: str, split: str, cfg: EvalConfig, llm=None) -> dict:
+    """Captions and VQA answers for the first ``num`` faces of ``split``, scored (and, with
+    an LLM :class:`~unif2ace.eval.llm.ChatBackend`, judged: the paper's Desc / Conv)."""
     from ..data.ontology import visible_labels
     from ..data.shards import decode_image
     from .metrics import bleu_4, caption_attribute_scores, cider_d, vqa_accuracy
@@ -249,11 +253,16 @@ def evaluate_understanding(pipe, data: str, split: str, cfg: EvalConfig) -> dict
             for q, a in zip(r["vqa"], got, strict=True)
         ]
         examples.append({"id": r["id"], "caption": c, "reference": r["caption"], "qa": qa_rows})
+    if llm is not None:
+        from .metrics import llm_judge
+
+        metrics["llm_judge"] = llm_judge(llm, examples[: cfg.llm_faces])
     return {"metrics": metrics, "faces": faces, "examples": examples}
 
 
-def evaluate_model(pipe, judge, data: str, cfg: EvalConfig, log=print) -> dict:
-    """Everything above for every split in ``cfg.splits``; returns ``{"metrics", "media"}``."""
+def evaluate_model(pipe, judge, data: str, cfg: EvalConfig, log=print, llm=None) -> dict:
+    """Everything above for every split in ``cfg.splits``; returns ``{"metrics", "media"}``.
+    ``llm``: an optional chat backend for the Desc / Conv judge scores."""
     metrics: dict = {"config": asdict(cfg), "splits": {}}
     media: dict = {}
     for split in cfg.splits:
@@ -263,7 +272,7 @@ def evaluate_model(pipe, judge, data: str, cfg: EvalConfig, log=print) -> dict:
         media[split] = {"generation": gen}
         if cfg.understanding:
             log(f"[eval] {split}: captions and VQA for {cfg.num} faces ...")
-            und = evaluate_understanding(pipe, data, split, cfg)
+            und = evaluate_understanding(pipe, data, split, cfg, llm)
             m["understanding"] = und.pop("metrics")
             media[split]["understanding"] = und
         metrics["splits"][split] = m
@@ -295,5 +304,10 @@ def summary(metrics: dict) -> dict:
                 "bleu_4": u["bleu_4"],
                 "cider_d": u["cider_d"],
             }
+            if "llm_judge" in u:
+                s |= {
+                    "desc_llm": u["llm_judge"]["desc"]["mean"],
+                    "conv_llm": u["llm_judge"]["conv"]["mean"],
+                }
         out[split] = s
     return out

@@ -30,7 +30,7 @@ from PIL import Image
 
 from ..errors import UserError
 
-__all__ = ["ChatBackend", "image_data_url"]
+__all__ = ["ChatBackend", "add_backend_args", "backend_from_args", "image_data_url"]
 
 CAPTION_PROMPT = (
     "Describe this person's face in detail in one paragraph of plain English: gender, age, "
@@ -45,6 +45,28 @@ VQA_PROMPT = (
     'only: [{{"question": "...", "answer": "..."}}, ...]'
 )
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def add_backend_args(p) -> None:
+    """The ``--llm-*`` options of every command that can talk to a chat endpoint."""
+    p.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL (.../v1)")
+    p.add_argument("--llm-model", default=None, help="model name for the endpoint")
+    p.add_argument("--llm-key-env", default=None, help="environment variable with the API key")
+    p.add_argument("--llm-timeout", type=float, default=60.0)
+    p.add_argument("--llm-retries", type=int, default=3)
+
+
+def backend_from_args(args) -> ChatBackend | None:
+    """The backend the ``--llm-*`` options describe (None without ``--llm-url``)."""
+    if not args.llm_url:
+        return None
+    return ChatBackend(
+        args.llm_url,
+        args.llm_model or "",
+        args.llm_key_env,
+        timeout=args.llm_timeout,
+        retries=args.llm_retries,
+    )
 
 
 def image_data_url(img: Image.Image, fmt: str = "PNG") -> str:

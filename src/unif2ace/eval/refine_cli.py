@@ -26,6 +26,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import UserError
+from .llm import add_backend_args
 
 REPORT = "refine_report.json"
 PARAMS = "refine.json"
@@ -376,11 +377,7 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--split", default=None, help="comma-separated splits (default: all)")
     p.add_argument("--captioner", default="faceforge", help="faceforge | model:DIR | llm")
     p.add_argument("--vqa", default="template", choices=("template", "llm"))
-    p.add_argument("--llm-url", default=None, help="OpenAI-compatible base URL (.../v1)")
-    p.add_argument("--llm-model", default=None, help="model name for the endpoint")
-    p.add_argument("--llm-key-env", default=None, help="environment variable with the API key")
-    p.add_argument("--llm-timeout", type=float, default=60.0)
-    p.add_argument("--llm-retries", type=int, default=3)
+    add_backend_args(p)
     p.add_argument("--corrupt-wrong", type=float, default=0.0, help="fraction switched")
     p.add_argument("--corrupt-omit", type=float, default=0.0, help="fraction removed")
     p.add_argument("--seed", type=int, default=0)
@@ -395,18 +392,10 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .llm import ChatBackend
+    from .llm import backend_from_args
     from .refine import RefineConfig
 
-    backend = None
-    if args.llm_url:
-        backend = ChatBackend(
-            args.llm_url,
-            args.llm_model or "",
-            args.llm_key_env,
-            timeout=args.llm_timeout,
-            retries=args.llm_retries,
-        )
+    backend = backend_from_args(args)
     if args.vqa == "llm" and backend is None:
         raise UserError("--vqa llm needs --llm-url and --llm-model")
     if args.batch_size < 1:

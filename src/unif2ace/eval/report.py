@@ -136,6 +136,15 @@ def _split_section(m: dict, media: dict, split: str, out: Path, contact_sheet) -
         ]
         lines += [f"| {c} | {_fmt(a)} |" for c, a in sorted(v["by_category"].items())]
         lines += [f"| kind: {c} | {_fmt(a)} |" for c, a in sorted(v["by_kind"].items())]
+        if "llm_judge" in u:
+            j = u["llm_judge"]
+            lines += [
+                "",
+                f"LLM judge ({j['judge_model']}, 1–10 against the references, the paper's "
+                f"protocol): Desc {_fmt(j['desc']['mean'])} over {j['desc']['n']} captions, "
+                f"Conv {_fmt(j['conv']['mean'])} over {j['conv']['n']} answers "
+                f"(unparsed replies: {j['desc']['unparsed'] + j['conv']['unparsed']})",
+            ]
         per = {a: d.get("f1", math.nan) for a, d in ca["per_attribute"].items()}
         bar_chart({"F1": per}, out / f"captions_{split}.png", f"caption F1 per attribute ({split})")
         und = media["understanding"]

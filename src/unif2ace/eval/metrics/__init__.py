@@ -5,6 +5,7 @@
 * :mod:`.caption_attributes` — caption attribute precision / recall / F1 against labels.
 * :mod:`.vqa` — VQA accuracy by category, question kind and answer type.
 * :mod:`.text` — corpus BLEU-4 and CIDEr-D.
+* :mod:`.llm_judge` — the paper's Desc / Conv 1–10 LLM-judge scores (optional endpoint).
 """
 
 from .caption_attributes import CaptionAttributeScores, caption_attribute_scores
@@ -18,6 +19,7 @@ from .fid import (
     inception_feature_fn,
     real_vs_real_fid,
 )
+from .llm_judge import JudgeScores, conv_scores, desc_scores, llm_judge, parse_score
 from .text import BleuScore, CiderScore, bleu, bleu_4, cider_d, tokenize
 from .vqa import VQAScores, answers_match, normalize_answer, vqa_accuracy
 
@@ -26,6 +28,7 @@ __all__ = [
     "CaptionAttributeScores",
     "CiderScore",
     "DiversityScores",
+    "JudgeScores",
     "VQAScores",
     "answers_match",
     "bleu",
@@ -33,14 +36,18 @@ __all__ = [
     "caption_attribute_scores",
     "cider_d",
     "compute_fid",
+    "conv_scores",
+    "desc_scores",
     "extract_features",
     "feature_stats",
     "fid_from_features",
     "frechet_distance",
     "inception_feature_fn",
+    "llm_judge",
     "mean_pairwise_distance",
     "normalize_answer",
     "pairwise_distances",
+    "parse_score",
     "real_vs_real_fid",
     "sample_diversity",
     "tokenize",
