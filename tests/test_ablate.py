@@ -95,6 +95,49 @@ def test_tiny_moe_ablation_trains_evaluates_and_resumes(tiny_recipe, tmp_path):
     assert seen == []  # everything finished: nothing reruns
 
 
+def test_parallel_jobs_match_in_process_runs(tiny_recipe, tmp_path):
+    """--jobs 2: child processes (one thread each) train and evaluate exactly what the
+    in-process path does with one thread."""
+    import torch
+
+    r = tiny_recipe
+    common = [
+        f"data.data={r / 'data'}",
+        f"data.image_tokenizer={r / 'image-tokenizer' / 'tokenizer'}",
+        f"data.text_tokenizer={r / 'text-tokenizer'}",
+        "train.steps=2",
+        "train.ckpt_every=2",
+        "train.log_every=1",
+    ]
+    eval_args = ["--data", str(r / "data"), "--judge", str(r / "judge"), "--num", "2",
+                 "--fid-real", "2", "--diversity-prompts", "0", "--steps", "2"]  # fmt: skip
+    kw = dict(seeds=1, preset="tiny", only=["none", "token"], log=lambda s: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = run_ablation("moe", tmp_path / "serial", common, eval_args, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    parallel = run_ablation("moe", tmp_path / "par", common, eval_args, jobs=2, threads=1, **kw)
+    assert set(parallel) == set(serial) == {"none", "token"}
+    for variant in ("none", "token"):
+        a, b = (
+            [json.loads(ln) for ln in (tmp_path / d / variant / "seed-0" / "run" / "metrics.jsonl")
+             .read_text().splitlines()]
+            for d in ("serial", "par")
+        )  # fmt: skip
+        assert [x["loss"] for x in a] == pytest.approx([x["loss"] for x in b], rel=1e-5)
+        assert (tmp_path / "par" / variant / "seed-0" / "log.txt").is_file()
+        for k in ("generation_fidelity", "fid"):
+            assert serial[variant][k][0] == pytest.approx(parallel[variant][k][0], rel=1e-4)
+
+
+def test_failed_parallel_job_names_its_log(tmp_path):
+    with pytest.raises(UserError, match="log.txt"):
+        run_ablation("moe", tmp_path, ["data.data=/nonexistent"], [], seeds=1, preset="tiny",
+                     only=["none"], jobs=2, log=lambda s: None)  # fmt: skip
+
+
 def test_unknown_variant_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="valid: none, token, sequence, both"):
         run_ablation("moe", tmp_path, [], [], only=["dense"])
