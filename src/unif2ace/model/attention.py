@@ -95,26 +95,55 @@ def _rotate_half_matrix(R: int, E: int, like: torch.Tensor) -> torch.Tensor:
     return P
 
 
+class RotaryTables:
+    """Full-width rotary tables of one forward's new positions, built once per dtype and
+    shared by every layer (per layer they were ~24 of a decoding step's ~270 operators).
+
+    ``get(E, dtype)`` -> ``(C_BT1E, S_BT1E, P_EE)`` with C = cos, S = sin on the first 2R
+    dims (C = 1, S = 0 on pass-through dims) and P the signed rotate-half permutation.
+    """
+
+    def __init__(self, cos_BTR: torch.Tensor, sin_BTR: torch.Tensor) -> None:
+        self.cos_BTR, self.sin_BTR = cos_BTR, sin_BTR
+        self._tables: dict[tuple[int, torch.dtype], tuple[torch.Tensor, ...]] = {}
+
+    @property
+    def rot_half(self) -> int:
+        return self.cos_BTR.shape[-1]
+
+    def get(self, E: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        key = (E, dtype)
+        if key not in self._tables:
+            cos, sin = self.cos_BTR, self.sin_BTR
+            B, T, R = cos.shape
+            ones = cos.new_ones(B, T, E - 2 * R)
+            C = torch.cat([cos, cos, ones], -1).to(dtype)[:, :, None]
+            S = torch.cat([sin, sin, ones * 0], -1).to(dtype)[:, :, None]
+            self._tables[key] = (C, S, _rotate_half_matrix(R, E, C))
+        return self._tables[key]
+
+
 def apply_rotary(x_BTHE: torch.Tensor, cos_BTR: torch.Tensor, sin_BTR: torch.Tensor):
     """Rotate the first 2R dims of each head (partial rotary, GPT-NeoX/Phi rotate-half
     convention: pairs (i, i + R)); the remaining dims pass through. Any dims may sit
-    between T and E (heads, or q/k and heads).
+    between T and E (heads, or q/k and heads)."""
+    return apply_rotary_tables(x_BTHE, RotaryTables(cos_BTR, sin_BTR))
 
-    Computed as ``x·C + (x @ P)·S`` with full-width tables (C = 1, S = 0 on pass-through
-    dims): a cat along the last dim of 16-element chunks is slow on CPU, a 64x64 matmul
-    is not.
+
+def apply_rotary_tables(x_BTHE: torch.Tensor, rot: RotaryTables) -> torch.Tensor:
+    """:func:`apply_rotary` with prebuilt tables.
+
+    Computed as ``x·C + (x @ P)·S`` with full-width tables: a cat along the last dim of
+    16-element chunks is slow on CPU, a 64x64 matmul is not.
     """
-    R, E = cos_BTR.shape[-1], x_BTHE.shape[-1]
-    if R == 0:
+    if rot.rot_half == 0:
         return x_BTHE
-    B, T = cos_BTR.shape[:2]
-    ones = cos_BTR.new_ones(B, T, E - 2 * R)
-    C = torch.cat([cos_BTR, cos_BTR, ones], -1).to(x_BTHE.dtype)
-    S = torch.cat([sin_BTR, sin_BTR, ones * 0], -1).to(x_BTHE.dtype)
+    B, T = rot.cos_BTR.shape[:2]
+    E = x_BTHE.shape[-1]
+    C, S, P = rot.get(E, x_BTHE.dtype)
     x_BTME = x_BTHE.reshape(B, T, -1, E)  # M = heads (x q/k); one copy if x is a view
-    rot = (x_BTME.reshape(-1, E) @ _rotate_half_matrix(R, E, x_BTHE)).view_as(x_BTME)
-    out = x_BTME * C[:, :, None] + rot * S[:, :, None]
-    return out.view(x_BTHE.shape)
+    rot_BTME = (x_BTME.reshape(-1, E) @ P).view_as(x_BTME)
+    return (x_BTME * C + rot_BTME * S).view(x_BTHE.shape)
 
 
 def attention_bias(mask_B1TS: torch.Tensor, n_heads: int, dtype: torch.dtype) -> torch.Tensor:
@@ -162,12 +191,12 @@ class Attention(nn.Module):
             self.q_layernorm = nn.LayerNorm(self.head_dim, eps=eps)
             self.k_layernorm = nn.LayerNorm(self.head_dim, eps=eps)
 
-    def forward(self, x_BTD, cos_BTR, sin_BTR, mask_B1TS, kv=None, commit: bool = True):
+    def forward(self, x_BTD, rot: RotaryTables, mask_B1TS, kv=None, commit: bool = True):
         """Attend the new positions to (cached +) new keys.
 
         Args:
             x_BTD: normalised hidden states of the new positions.
-            cos_BTR, sin_BTR: rotary tables of the new positions.
+            rot: rotary tables of the new positions.
             mask_B1TS: omni mask rows of the new positions over all S keys (bool), or
                 its additive form from :func:`attention_bias` (see :func:`attend`).
             kv: a :class:`~unif2ace.model.cache.LayerKV` holding earlier keys/values, or None.
@@ -179,7 +208,7 @@ class Attention(nn.Module):
         v = v.squeeze(2)
         if self.qk_norm:
             qk = torch.stack([self.q_layernorm(qk[:, :, 0]), self.k_layernorm(qk[:, :, 1])], 2)
-        qk = apply_rotary(qk, cos_BTR, sin_BTR)  # q and k rotated together
+        qk = apply_rotary_tables(qk, rot)  # q and k rotated together
         q, k = qk.transpose(1, 3).unbind(2)  # [B, H, T, E] each
         v = v.transpose(1, 2)
         if kv is not None:

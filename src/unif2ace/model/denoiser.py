@@ -86,7 +86,9 @@ class ImageDenoiser:
             eoi = torch.full((n, 1), self.layout.eoi_id, dtype=torch.long, device=img.device)
             ids = torch.cat([self.prefix_ids[:n], img, eoi], 1)
             mod = torch.cat([self.prefix_mod[:n], img_mod, torch.ones_like(eoi)], 1)
-            out = self.model(ids, mod, task, noise_level_R, vocab_slice=self.vocab_slice)
+            out = self.model(
+                ids, mod, task, noise_level_R, vocab_slice=self.vocab_slice, router_stats=False
+            )
             P = self.prefix_ids.shape[1]
             return out.logits_BTV[:, P : P + N].float()
         if self.cache is None:
@@ -100,6 +102,7 @@ class ImageDenoiser:
             cache=cache,
             commit=False,
             vocab_slice=self.vocab_slice,
+            router_stats=False,
         )
         return out.logits_BTV.float()
 
@@ -116,6 +119,7 @@ class ImageDenoiser:
             commit=True,
             last_only=True,
             vocab_slice=(0, 1),
+            router_stats=False,
         )
 
 

@@ -102,7 +102,7 @@ def generate_text(
     vs = (0, layout.eos_id + 1)
     banned = torch.tensor([i for i in range(layout.special_offset, layout.eos_id)], device=dev)
     cache = ModelCache.empty(len(model.layers)) if use_cache else None
-    kw = dict(last_only=True, vocab_slice=vs)
+    kw = dict(last_only=True, vocab_slice=vs, router_stats=False)
     out = model(ids, mod, task, encoder_feats=encoder_feats, cache=cache, **kw)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     toks: list[torch.Tensor] = []

@@ -20,7 +20,14 @@ import torch
 from torch import nn
 
 from ..vocab import Modality, VocabLayout
-from .attention import Attention, attention_bias, omni_mask, positions_from_modality, rotary_cos_sin
+from .attention import (
+    Attention,
+    RotaryTables,
+    attention_bias,
+    omni_mask,
+    positions_from_modality,
+    rotary_cos_sin,
+)
 from .cache import LayerKV, ModelCache
 from .config import ModelConfig
 from .encoders import NoiseEmbedder, build_encoder
@@ -67,8 +74,7 @@ class ModelOutput:
 class _Context:
     """Per-forward tensors shared by all blocks."""
 
-    cos_BTR: torch.Tensor
-    sin_BTR: torch.Tensor
+    rot: RotaryTables
     attn_mask: torch.Tensor  # bool mask_B1TS or additive bias_NTS
     task_B: torch.Tensor
     valid_BT: torch.Tensor
@@ -76,6 +82,7 @@ class _Context:
     inj_BT: torch.Tensor
     feats: dict[str, torch.Tensor]
     commit: bool
+    router_stats: bool = True
 
 
 def _autocast_input(x: torch.Tensor) -> torch.Tensor:
@@ -115,11 +122,11 @@ class Block(nn.Module):
     def forward(self, h_BTD, ctx: _Context, kv: LayerKV | None, route_BQ: torch.Tensor | None):
         """Returns (h_BTD, token routing or None, sequence combine weights or None)."""
         x = _autocast_input(self.input_layernorm(h_BTD))
-        attn = self.self_attn(x, ctx.cos_BTR, ctx.sin_BTR, ctx.attn_mask, kv, ctx.commit)
+        attn = self.self_attn(x, ctx.rot, ctx.attn_mask, kv, ctx.commit)
         if not self.parallel:
             h_BTD = h_BTD + attn
             x = _autocast_input(self.post_attention_layernorm(h_BTD))
-        ffn, routing = self.mlp(x, ctx.task_B, ctx.valid_BT)
+        ffn, routing = self.mlp(x, ctx.task_B, ctx.valid_BT, stats=ctx.router_stats)
         h_BTD = h_BTD + ffn + attn if self.parallel else h_BTD + ffn
         if self.seq_moe is not None:
             x = self.seq_moe_layernorm(h_BTD)
@@ -216,6 +223,7 @@ class UnifiedTransformer(nn.Module):
         commit: bool = True,
         last_only: bool = False,
         vocab_slice: tuple[int, int] | None = None,
+        router_stats: bool = True,
     ) -> ModelOutput:
         """Logits for the new positions.
 
@@ -230,14 +238,15 @@ class UnifiedTransformer(nn.Module):
             commit: keep these positions in the cache (False: scratch, e.g. image steps).
             last_only: logits of the last position only (prefill for decoding).
             vocab_slice: (start, stop) vocabulary columns to compute.
+            router_stats: compute token-routing statistics and the balance loss (False:
+                ``router.token_*`` are None and the balance loss 0, as samplers need).
         """
         q0 = cache.length if cache is not None else 0
         full_mod = cache.full_modality(modality_BT) if cache is not None else modality_BT
         pos = positions_from_modality(modality_BT, cache.n_real_B() if cache else None)
         cos, sin = rotary_cos_sin(pos, self.cfg.rotary_dim, self.cfg.rope_theta)
         ctx = _Context(
-            cos_BTR=cos,
-            sin_BTR=sin,
+            rot=RotaryTables(cos, sin),
             attn_mask=self._attn_mask(full_mod, q0),
             task_B=task_B,
             valid_BT=modality_BT != Modality.PAD,
@@ -245,6 +254,7 @@ class UnifiedTransformer(nn.Module):
             inj_BT=injection_mask(full_mod, task_B)[:, q0:],
             feats=self._features(ids_BT, modality_BT, noise_level_B, encoder_feats, cache),
             commit=commit,
+            router_stats=router_stats,
         )
         h = self.embed_tokens(ids_BT)
         routings: list[TokenRouting] = []
