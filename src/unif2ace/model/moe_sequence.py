@@ -120,17 +120,19 @@ class SequenceMoE(nn.Module):
         w, idx = probs.topk(self.top_k, dim=-1)
         return torch.zeros_like(probs).scatter(1, idx, w / w.sum(-1, keepdim=True))
 
-    def _h_coeff(self, task_B) -> torch.Tensor:
-        """Per (group, expert) coefficient of h: copy 1, zero 0, gated w. Returns c_GQ."""
-        rows = []
+    def _coeff_GQ(self) -> torch.Tensor:
+        """c_GQ (fp32): copy 1, zero 0, gated expert w — all gates in one softmax."""
+        base, where, gated = [], [], []
         for g, kinds in enumerate(GROUP_EXPERTS):
-            one = self.router.new_ones((), dtype=torch.float32)
-            row = [
-                one if k == "copy" else one * 0 if k == "zero" else self._expert(g, k).w()
-                for k in kinds
-            ]
-            rows.append(torch.stack(row))
-        return torch.stack(rows)[task_B]
+            base.append([1.0 if k == "copy" else 0.0 for k in kinds])
+            for q, k in enumerate(kinds):
+                if k not in ("copy", "zero"):
+                    where.append((g, q))
+                    gated.append(self._expert(g, k).gate_logits)
+        w = torch.stack(gated).float().softmax(-1)[:, 0]
+        c = torch.tensor(base, device=w.device)
+        g_idx, q_idx = (torch.tensor(ix, device=w.device) for ix in zip(*where, strict=True))
+        return c.index_put((g_idx, q_idx), w)
 
     def _expert(self, g: int, kind: str) -> GatedExpert:
         return self.experts[f"{GROUP_NAMES[g]}_{kind}"]
@@ -146,21 +148,33 @@ class SequenceMoE(nn.Module):
             inj_BT: positions receiving the resampler term (:func:`injection_mask`).
             feats: kind -> feats_BNF ("semantic", "face", "noise"); missing -> null token.
         """
-        coeff_B = (weights_BQ * self._h_coeff(task_B)).sum(-1)
+        c_GQ = self._coeff_GQ()
+        coeff_B = (weights_BQ * c_GQ[task_B]).sum(-1)
         out = h_BTD * coeff_B[:, None, None].to(h_BTD.dtype)
+        # Which rows use which gated expert, decided on the host once per call (a decoding
+        # step is one row: index ops on it cost more than the arithmetic).
+        task_l, used = task_B.tolist(), (weights_BQ > 0).tolist()
+        B = len(task_l)
         for g, kinds in enumerate(GROUP_EXPERTS):
             for q, kind in enumerate(kinds):
                 if kind in ("copy", "zero"):
                     continue
-                rows = ((task_B == g) & (weights_BQ[:, q] > 0)).nonzero().squeeze(1)
-                if rows.numel() == 0:
+                rows_l = [b for b in range(B) if task_l[b] == g and used[b][q]]
+                if not rows_l:
                     continue
                 ex = self._expert(g, kind)
                 f = feats.get(kind) if feats else None
-                f = ex.null_feats.expand(rows.numel(), -1, -1) if f is None else f[rows]
+                scale = weights_BQ[:, q] * (1 - c_GQ[g, q])
+                if len(rows_l) == B:  # every row: no gather, no scatter
+                    f = ex.null_feats.expand(B, -1, -1) if f is None else f
+                    s = ex.resampler(x_BTD, f)
+                    s = s * (scale[:, None, None] * inj_BT[:, :, None]).to(s.dtype)
+                    out = out + s.to(out.dtype)
+                    continue
+                rows = torch.tensor(rows_l, device=h_BTD.device)
+                f = ex.null_feats.expand(len(rows_l), -1, -1) if f is None else f[rows]
                 s = ex.resampler(x_BTD[rows], f)
-                scale = weights_BQ[rows, q] * (1 - ex.w())
-                s = s * (scale[:, None, None] * inj_BT[rows, :, None]).to(s.dtype)
+                s = s * (scale[rows, None, None] * inj_BT[rows, :, None]).to(s.dtype)
                 # index_copy into zeros: index_add's CPU kernel is a slow scatter_add.
                 out = out + torch.zeros_like(out).index_copy(0, rows, s.to(out.dtype))
         return out
