@@ -70,3 +70,20 @@ def test_bf16_tokenizer_halves_its_file(run_dir, tmp_path):
 def test_export_without_a_checkpoint_is_a_user_error(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_export_swaps_in_a_same_codes_tokenizer_only(run_dir, tiny_recipe, tmp_path, capsys):
+    from unif2ace.tokenizer.autoencoder import LFQAutoencoder, preset_config
+
+    stage1 = tiny_recipe / "image-tokenizer" / "tokenizer"  # the run trained on stage 2's codes
+    out = tmp_path / "swapped"
+    argv = ["export", "--checkpoint", str(run_dir), "--out", str(out)]
+    assert main([*argv, "--image-tokenizer", str(stage1)]) == 0
+    shipped = FacePipeline.from_pretrained(out).image_tokenizer.state_dict()
+    want = LFQAutoencoder.from_pretrained(stage1).state_dict()
+    assert all(torch.equal(shipped[k], v) for k, v in want.items())
+    assert json.loads((out / SUMMARY_FILE).read_text())["image_tokenizer"] == str(stage1)
+    torch.manual_seed(123)
+    LFQAutoencoder(preset_config("tiny")).save_pretrained(tmp_path / "other")
+    assert main([*argv, "--image-tokenizer", str(tmp_path / "other")]) == 2
+    assert "encodes images differently" in capsys.readouterr().err

@@ -106,8 +106,14 @@ def export_model(
     tokenizer_dtype: str = "fp32",
     metrics: list[str] | None = None,
     hardware: str | None = None,
+    image_tokenizer: str | Path | None = None,
 ) -> Path:
-    """Write the model folder + card of ``checkpoint`` (a checkpoint or a run folder)."""
+    """Write the model folder + card of ``checkpoint`` (a checkpoint or a run folder).
+
+    ``image_tokenizer``: ship this tokenizer instead of the run's own, e.g. its stage-2
+    decoder (``unif2ace train tokenizer-decoder``); it must produce the same codes (equal
+    :func:`~unif2ace.tokenizer.pretokenize.tokenizer_hash`), or the model would be given
+    images it never learnt to read."""
     from .pipeline import FacePipeline, _resolve_folder
     from .train.checkpoint import EMA_FILE, MODEL_FILE, load_model_weights
 
@@ -121,6 +127,8 @@ def export_model(
     if weights == "ema" and (ckpt / EMA_FILE).is_file():
         load_model_weights(ckpt, pipe.model, file=EMA_FILE)
         used = "ema"
+    if image_tokenizer is not None:
+        pipe.image_tokenizer = _same_codes_tokenizer(ckpt, Path(image_tokenizer))
     if tokenizer_dtype == "bf16":
         pipe.image_tokenizer.to(torch.bfloat16)
     out = Path(out)
@@ -130,6 +138,7 @@ def export_model(
     run_cfg = json.loads((ckpt / "config.json").read_text())
     summary = training_summary(ckpt, run_cfg, rows)
     summary |= {"weights": used, "tokenizer_dtype": tokenizer_dtype, "source": str(ckpt)}
+    summary["image_tokenizer"] = str(image_tokenizer or ckpt / "image_tokenizer")
     summary["hardware"] = hardware or _hardware()
     summary["parameters"] = sum(p.numel() for p in pipe.model.parameters())
     summary["metrics"] = {Path(m).stem: json.loads(Path(m).read_text()) for m in metrics or []}
@@ -138,6 +147,23 @@ def export_model(
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
     (out / CARD_FILE).write_text(model_card(summary, run_cfg, out))
     return out
+
+
+def _same_codes_tokenizer(ckpt: Path, path: Path):
+    """The tokenizer at ``path`` if it makes the same codes as the checkpoint's own."""
+    from .pipeline import IMAGE_TOKENIZER_DIR
+    from .tokenizer.autoencoder import LFQAutoencoder
+    from .tokenizer.pretokenize import tokenizer_hash
+
+    tok = LFQAutoencoder.from_pretrained(path)  # one clear error if it is not a tokenizer
+    own = ckpt / IMAGE_TOKENIZER_DIR
+    if tokenizer_hash(path) != tokenizer_hash(own):
+        raise UserError(
+            f"{path} encodes images differently from the tokenizer the model was trained with "
+            f"({own}); only a fine-tuned decoder of that same tokenizer can replace it "
+            "(`unif2ace train tokenizer-decoder`)"
+        )
+    return tok
 
 
 def _hardware() -> str:
@@ -221,13 +247,22 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
         "--metrics", action="append", help="JSON metrics file to add to the card (repeatable)"
     )
     p.add_argument("--hardware", help="hardware line for the card (default: this machine)")
-    p.set_defaults(
-        func=lambda a: (
-            print(
-                export_model(
-                    a.checkpoint, a.out, a.weights, a.tokenizer_dtype, a.metrics, a.hardware
-                )
-            ),
-            0,
-        )[1]
+    p.add_argument(
+        "--image-tokenizer",
+        help="ship this image tokenizer instead (same codes: e.g. a stage-2 decoder)",
     )
+    p.set_defaults(func=_run)
+
+
+def _run(a: argparse.Namespace) -> int:
+    out = export_model(
+        a.checkpoint,
+        a.out,
+        a.weights,
+        a.tokenizer_dtype,
+        a.metrics,
+        a.hardware,
+        image_tokenizer=a.image_tokenizer,
+    )
+    print(out)
+    return 0
