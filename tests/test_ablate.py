@@ -10,6 +10,21 @@ from unif2ace.cli import main
 from unif2ace.errors import UserError
 
 
+def _tiny_args(r):
+    """(run overrides, eval arguments) of 2-step ablation runs on the tiny recipe."""
+    common = [
+        f"data.data={r / 'data'}",
+        f"data.image_tokenizer={r / 'image-tokenizer' / 'tokenizer'}",
+        f"data.text_tokenizer={r / 'text-tokenizer'}",
+        "train.steps=2",
+        "train.ckpt_every=2",
+        "train.log_every=1",
+    ]
+    eval_args = ["--data", str(r / "data"), "--judge", str(r / "judge"), "--num", "2",
+                 "--fid-real", "2", "--diversity-prompts", "0", "--steps", "2"]  # fmt: skip
+    return common, eval_args
+
+
 def test_mean_std_known_values():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
     m, s = mean_std([0.5])
@@ -43,29 +58,7 @@ def test_variants_are_the_papers():
 
 
 def test_tiny_moe_ablation_trains_evaluates_and_resumes(tiny_recipe, tmp_path):
-    r = tiny_recipe
-    common = [
-        f"data.data={r / 'data'}",
-        f"data.image_tokenizer={r / 'image-tokenizer' / 'tokenizer'}",
-        f"data.text_tokenizer={r / 'text-tokenizer'}",
-        "train.steps=2",
-        "train.ckpt_every=2",
-        "train.log_every=1",
-    ]
-    eval_args = [
-        "--data",
-        str(r / "data"),
-        "--judge",
-        str(r / "judge"),
-        "--num",
-        "2",
-        "--fid-real",
-        "2",
-        "--diversity-prompts",
-        "0",
-        "--steps",
-        "2",
-    ]
+    common, eval_args = _tiny_args(tiny_recipe)
     table = run_ablation(
         "moe",
         tmp_path,
@@ -100,17 +93,7 @@ def test_parallel_jobs_match_in_process_runs(tiny_recipe, tmp_path):
     in-process path does with one thread."""
     import torch
 
-    r = tiny_recipe
-    common = [
-        f"data.data={r / 'data'}",
-        f"data.image_tokenizer={r / 'image-tokenizer' / 'tokenizer'}",
-        f"data.text_tokenizer={r / 'text-tokenizer'}",
-        "train.steps=2",
-        "train.ckpt_every=2",
-        "train.log_every=1",
-    ]
-    eval_args = ["--data", str(r / "data"), "--judge", str(r / "judge"), "--num", "2",
-                 "--fid-real", "2", "--diversity-prompts", "0", "--steps", "2"]  # fmt: skip
+    common, eval_args = _tiny_args(tiny_recipe)
     kw = dict(seeds=1, preset="tiny", only=["none", "token"], log=lambda s: None)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

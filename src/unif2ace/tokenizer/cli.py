@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
@@ -25,26 +29,7 @@ def _add_train_tokenizer(sub: argparse._SubParsersAction) -> None:
         "exactly from the last checkpoint.",
     )
     p.add_argument("--preset", default="small", help="tiny | small | paper (default: small)")
-    p.add_argument("--data", required=True, help="data set folder (DIR/<split>/shard-*.parquet)")
-    p.add_argument("--out", required=True, help="run folder (checkpoint/, tokenizer/, samples/)")
-    p.add_argument("--split", default="train")
-    p.add_argument("--steps", type=int, default=20_000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--detail-weight",
-        type=float,
-        default=0.0,
-        help="weight pixel losses up near edges (eyes, mouth, accessories); 0 = plain L1 + L2",
-    )
-    p.add_argument(
-        "--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is default)"
-    )
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--sample-every", type=int, default=500)
-    p.add_argument("--ckpt-every", type=int, default=250)
+    _add_run_args(p, steps=20_000, lr=2e-4, warmup=500, detail=0.0, sample=500, ckpt=250)
     p.add_argument(
         "--set",
         action="append",
@@ -53,6 +38,63 @@ def _add_train_tokenizer(sub: argparse._SubParsersAction) -> None:
         help="override a tokenizer config field, e.g. --set base_channels=64",
     )
     p.set_defaults(func=_run_train_tokenizer)
+
+
+def _add_run_args(
+    p: argparse.ArgumentParser,
+    steps: int,
+    lr: float,
+    warmup: int,
+    detail: float,
+    sample: int,
+    ckpt: int,
+) -> None:
+    """Options shared by the two image-tokenizer trainers (stage 1 and stage 2)."""
+    p.add_argument("--data", required=True, help="data set folder (DIR/<split>/shard-*.parquet)")
+    p.add_argument("--out", required=True, help="run folder (checkpoint/, tokenizer/, samples/)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--warmup", type=int, default=warmup)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--detail-weight",
+        type=float,
+        default=detail,
+        help="weight pixel losses up near edges (eyes, mouth, accessories); 0 = plain L1 + L2",
+    )
+    p.add_argument(
+        "--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is default)"
+    )
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--sample-every", type=int, default=sample)
+    p.add_argument("--ckpt-every", type=int, default=ckpt)
+
+
+def _run_settings(args: argparse.Namespace, resolution: int) -> tuple[list, torch.Tensor, dict]:
+    """(training shards, fixed held-out sample images, common TrainConfig fields)."""
+    from ..data.shards import list_shards
+    from .images import ImageStream
+    from .train_image import check_data
+
+    shards = list_shards(args.data, args.split)
+    check_data(shards, Path(args.data), args.split)
+    held_out = list_shards(args.data, "val") or list_shards(args.data, "test") or shards
+    samples = ImageStream(held_out, resolution, 8, shuffle=False).next_batch()
+    fields = dict(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        detail_weight=args.detail_weight,
+        bf16=not args.no_bf16,
+        seed=args.seed,
+        log_every=args.log_every,
+        sample_every=args.sample_every,
+        ckpt_every=args.ckpt_every,
+    )
+    return shards, samples, fields
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -71,36 +113,19 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def _run_train_tokenizer(args: argparse.Namespace) -> int:
-    from ..data.shards import list_shards
     from .autoencoder import TokenizerConfig, preset_config
-    from .images import ImageStream
-    from .train_image import TrainConfig, check_data, train_tokenizer
+    from .train_image import TrainConfig, train_tokenizer
 
     cfg = preset_config(args.preset)
     overrides = _parse_overrides(args.set)
     if overrides:
         cfg = TokenizerConfig.from_dict({**cfg.to_dict(), **overrides})
-    shards = list_shards(args.data, args.split)
-    check_data(shards, Path(args.data), args.split)
-    held_out = list_shards(args.data, "val") or list_shards(args.data, "test") or shards
-    samples = ImageStream(held_out, cfg.resolution, 8, shuffle=False).next_batch()
-    tcfg = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_steps=args.warmup,
-        detail_weight=args.detail_weight,
-        bf16=not args.no_bf16,
-        seed=args.seed,
-        log_every=args.log_every,
-        sample_every=args.sample_every,
-        ckpt_every=args.ckpt_every,
-    )
+    shards, samples, fields = _run_settings(args, cfg.resolution)
     print(
         f"training {args.preset} tokenizer: {cfg.resolution}px, f={cfg.downsample}, "
         f"{cfg.grid}x{cfg.grid} tokens, {cfg.codebook_size} codes; {len(shards)} shards"
     )
-    train_tokenizer(cfg, tcfg, shards, args.out, sample_images_BCHW=samples)
+    train_tokenizer(cfg, TrainConfig(**fields), shards, args.out, sample_images_BCHW=samples)
     print(f"tokenizer saved to {Path(args.out) / 'tokenizer'}")
     return 0
 
@@ -115,15 +140,7 @@ def _add_train_decoder(sub: argparse._SubParsersAction) -> None:
         "the same --out resumes exactly.",
     )
     p.add_argument("--tokenizer", required=True, help="stage-1 tokenizer folder")
-    p.add_argument("--data", required=True, help="data set folder (DIR/<split>/shard-*.parquet)")
-    p.add_argument("--out", required=True, help="run folder (checkpoint/, tokenizer/, samples/)")
-    p.add_argument("--split", default="train")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--detail-weight", type=float, default=2.0, help="as in `train tokenizer`")
+    _add_run_args(p, steps=3000, lr=1e-4, warmup=100, detail=2.0, sample=250, ckpt=100)
     p.add_argument("--adv-weight", type=float, default=0.1, help="weight of the hinge GAN loss")
     p.add_argument(
         "--fm-weight", type=float, default=1.0, help="weight of discriminator feature matching"
@@ -135,40 +152,21 @@ def _add_train_decoder(sub: argparse._SubParsersAction) -> None:
         help="steps the discriminator trains alone before the decoder sees its losses",
     )
     p.add_argument("--disc-channels", type=int, default=32)
-    p.add_argument("--no-bf16", action="store_true", help="train in fp32")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--sample-every", type=int, default=250)
-    p.add_argument("--ckpt-every", type=int, default=100)
     p.set_defaults(func=_run_train_decoder)
 
 
 def _run_train_decoder(args: argparse.Namespace) -> int:
-    from ..data.shards import list_shards
     from .autoencoder import LFQAutoencoder
-    from .images import ImageStream
     from .train_decoder import DecoderTrainConfig, train_decoder
-    from .train_image import check_data
 
     base = LFQAutoencoder.from_pretrained(args.tokenizer)  # clear error if not a tokenizer
-    shards = list_shards(args.data, args.split)
-    check_data(shards, Path(args.data), args.split)
-    held_out = list_shards(args.data, "val") or list_shards(args.data, "test") or shards
-    samples = ImageStream(held_out, base.config.resolution, 8, shuffle=False).next_batch()
+    shards, samples, fields = _run_settings(args, base.config.resolution)
     cfg = DecoderTrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_steps=args.warmup,
-        detail_weight=args.detail_weight,
+        **fields,
         adv_weight=args.adv_weight,
         fm_weight=args.fm_weight,
         disc_start=args.disc_start,
         disc_channels=args.disc_channels,
-        bf16=not args.no_bf16,
-        seed=args.seed,
-        log_every=args.log_every,
-        sample_every=args.sample_every,
-        ckpt_every=args.ckpt_every,
     )
     print(f"fine-tuning the decoder of {args.tokenizer}: {len(shards)} shards")
     train_decoder(args.tokenizer, cfg, shards, args.out, sample_images_BCHW=samples)

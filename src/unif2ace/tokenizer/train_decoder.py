@@ -19,7 +19,6 @@ discriminator, optimizer, RNG and data position in one atomically written checkp
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from .images import ImageStream, save_grid
 from .train_image import (
     TrainConfig,
     _changed_settings,
-    _fmt_eta,
+    _log_step,
     _trim_metrics,
     find_checkpoint,
     load_checkpoint,
@@ -45,6 +44,7 @@ from .train_image import (
 )
 
 DISC = "discriminator"
+SHOWN = ("l1", "fm", "g_adv", "d_real", "d_fake")  # parts printed in the progress line
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ def train_decoder(
         parts = decoder_step(tokenizer, disc, opt, stream.next_batch(), step, cfg)
         step += 1
         if step % cfg.log_every == 0 or step == end:
-            _log(out, log, step, cfg, parts, t0, start_step)
+            _log_step(out, log, step, cfg, parts, t0, start_step, SHOWN)
         if cfg.sample_every > 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
             _write_samples(base, tokenizer, sample_images_BCHW, out / "samples", step)
         if step % cfg.ckpt_every == 0 or step == end:
@@ -256,26 +256,6 @@ def _check_same_encoder(ckpt: Path, base: LFQAutoencoder) -> None:
                 f"{ckpt} fine-tunes a different tokenizer (its encoder differs from "
                 "--tokenizer's); use a new --out folder"
             )
-
-
-def _log(
-    out: Path,
-    log: Callable[[str], None],
-    step: int,
-    cfg: DecoderTrainConfig,
-    parts: dict[str, float],
-    t0: float,
-    start_step: int,
-) -> None:
-    rate = (step - start_step) / max(time.time() - t0, 1e-9)
-    rec = {"step": step, "lr": lr_at(step - 1, cfg), **parts, "img_per_s": rate * cfg.batch_size}
-    with open(out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({**rec, "time": time.time()}) + "\n")
-    log(
-        f"step {step}/{cfg.steps} l1 {parts['l1']:.4f} fm {parts['fm']:.4f} "
-        f"g_adv {parts['g_adv']:.3f} d_real {parts['d_real']:.3f} d_fake {parts['d_fake']:.3f}"
-        f" | {rate:.2f} step/s | ETA {_fmt_eta((cfg.steps - step) / max(rate, 1e-9))}"
-    )
 
 
 @torch.no_grad()

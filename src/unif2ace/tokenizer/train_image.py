@@ -287,7 +287,8 @@ def train_tokenizer(
         opt.step()
         step += 1
         if step % cfg.log_every == 0 or step == end:
-            _log_step(out, log, step, cfg, parts, float(gnorm), t0, start_step)
+            parts["grad_norm"] = float(gnorm)
+            _log_step(out, log, step, cfg, parts, t0, start_step)
         if cfg.sample_every > 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
             _write_samples(model, sample_images_BCHW, out / "samples" / f"step-{step:07d}.png")
         if step % cfg.ckpt_every == 0 or step == end:
@@ -303,27 +304,21 @@ def _log_step(
     step: int,
     cfg: TrainConfig,
     parts: dict[str, float],
-    gnorm: float,
     t0: float,
     start_step: int,
+    shown: tuple[str, ...] = ("loss", "l1", "entropy"),
 ) -> None:
-    elapsed = time.time() - t0
-    rate = (step - start_step) / max(elapsed, 1e-9)
+    """Append one line to ``metrics.jsonl`` and print ``shown`` parts, rate and ETA."""
+    rate = (step - start_step) / max(time.time() - t0, 1e-9)
     eta = (cfg.steps - step) / max(rate, 1e-9)
-    rec = {
-        "step": step,
-        "lr": lr_at(step - 1, cfg),
-        "grad_norm": gnorm,
-        **parts,
-        "img_per_s": rate * cfg.batch_size,
-        "time": time.time(),
-    }
+    rec = {"step": step, "lr": lr_at(step - 1, cfg), **parts}
+    rec |= {"img_per_s": rate * cfg.batch_size, "time": time.time()}
     with open(out / "metrics.jsonl", "a") as f:
         f.write(json.dumps(rec) + "\n")
+    values = " ".join(f"{k} {parts[k]:.4f}" for k in shown)
     log(
-        f"step {step}/{cfg.steps} loss {parts['loss']:.4f} l1 {parts['l1']:.4f} "
-        f"ent {parts['entropy']:.3f} | {rate:.2f} step/s {rate * cfg.batch_size:.1f} img/s "
-        f"| ETA {_fmt_eta(eta)}"
+        f"step {step}/{cfg.steps} {values} | {rate:.2f} step/s {rate * cfg.batch_size:.1f} "
+        f"img/s | ETA {_fmt_eta(eta)}"
     )
 
 
