@@ -189,3 +189,28 @@ def test_train_state_loads_old_and_rejects_unknown_keys():
     assert TrainState.from_dict(st.to_dict()) == st
     with pytest.raises(UserError, match="unknown config key"):
         TrainState.from_dict({"step": 1, "bogus": 2})
+
+
+def test_ema_weights_take_frozen_parameters_from_the_model_file(tmp_path):
+    """The EMA tracks trainable parameters only; loading it fills frozen ones (trained
+    encoders, dead null tokens) from model.safetensors instead of refusing the checkpoint."""
+    from unif2ace.train.checkpoint import EMA_FILE
+
+    torch.manual_seed(0)
+    model = ToyNet()
+    model.pos.requires_grad_(False)
+    opt = build_optimizer(model, OptimConfig(lr=1e-2))
+    ema = EMA(model, 0.5)
+    for _ in range(3):
+        model(torch.randint(0, 32, (4, 8))).logsumexp(-1).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        ema.update(model)
+    path = _save(tmp_path, 1, model, opt, ema)
+    assert "pos" not in load_tensors(path / EMA_FILE)
+    fresh = ToyNet()
+    load_model_weights(path, fresh, file=EMA_FILE)
+    assert torch.equal(fresh.pos, model.pos)  # frozen: from the model file
+    for n, t in ema.shadow.items():  # trainable: the averages, not the live weights
+        assert torch.equal(dict(fresh.named_parameters())[n], t), n
+    assert not torch.equal(fresh.embed.weight, model.embed.weight)

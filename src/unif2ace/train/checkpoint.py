@@ -384,8 +384,14 @@ def load_model_weights(
     """Load ``model.safetensors`` (a folder or the file) into ``model``, casting dtypes.
 
     bf16 weights load into an fp32 model (and vice versa); DDP/FSDP2 models are handled.
+    ``file=EMA_FILE`` loads the averaged weights; the EMA tracks trainable parameters only,
+    so frozen ones (trained encoders, never-used null tokens) come from ``model.safetensors``
+    of the same folder.
     """
     path = Path(path)
+    partial = file == EMA_FILE and path.is_dir()
+    if partial:  # everything from the model file, then the averages over it (tied weights too)
+        load_model_weights(path, model, strict, MODEL_FILE)
     sd = load_tensors(path / file if path.is_dir() else path)
     own = _full_model_state(model) if not is_fsdp(model) else model.state_dict()
     sd = {k: v.to(own[k].dtype) if k in own else v for k, v in sd.items()}
@@ -393,10 +399,12 @@ def load_model_weights(
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         set_model_state_dict(
-            model, sd, options=StateDictOptions(full_state_dict=True, strict=strict)
+            model, sd, options=StateDictOptions(full_state_dict=True, strict=strict and not partial)
         )
         return
     missing, unexpected = unwrap(model).load_state_dict(sd, strict=False)
+    if partial:
+        missing = []
     if strict and (missing or unexpected):
         raise UserError(
             f"checkpoint {str(path)!r} does not match the model: missing {missing[:5]}, "
