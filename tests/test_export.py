@@ -87,3 +87,25 @@ def test_export_swaps_in_a_same_codes_tokenizer_only(run_dir, tiny_recipe, tmp_p
     LFQAutoencoder(preset_config("tiny")).save_pretrained(tmp_path / "other")
     assert main([*argv, "--image-tokenizer", str(tmp_path / "other")]) == 2
     assert "encodes images differently" in capsys.readouterr().err
+
+
+def test_export_judge_stores_bf16_and_predicts_the_same(tiny_recipe, tmp_path):
+    import numpy as np
+
+    from unif2ace.eval.judge import load_judge
+
+    src, out = tiny_recipe / "judge", tmp_path / "judge"
+    assert main(["export-judge", "--judge", str(src), "--out", str(out)]) == 0
+    assert (out / "model.safetensors").stat().st_size < 0.6 * (
+        src / "model.safetensors"
+    ).stat().st_size
+    a, b = load_judge(src), load_judge(out)
+    assert all(p.dtype == torch.float32 for p in b.parameters())  # fp32 compute
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8))
+    oa, ob = a.outputs(x), b.outputs(x)
+    assert torch.allclose(oa["attr"], ob["attr"], atol=0.1)
+    assert json.loads((out / "config.json").read_text())["stored_dtype"] == "bf16"
+    if (src / CARD_FILE).is_file():
+        assert "bf16" in (out / CARD_FILE).read_text()
+    assert main(["export-judge", "--judge", str(tmp_path / "none"), "--out", str(out)]) == 2
