@@ -109,3 +109,22 @@ def test_export_judge_stores_bf16_and_predicts_the_same(tiny_recipe, tmp_path):
     if (src / CARD_FILE).is_file():
         assert "bf16" in (out / CARD_FILE).read_text()
     assert main(["export-judge", "--judge", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+def test_card_tabulates_eval_summary_and_appends_notes(run_dir, tiny_recipe, tmp_path, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Reading the numbers\n\nSee ![a grid](grid.png).\n")
+    grid = tiny_recipe / "report" / "generated_test.png"
+    out = tmp_path / "m"
+    argv = ["export", "--checkpoint", str(run_dir), "--out", str(out)]
+    extra = ["--metrics", str(tiny_recipe / "eval.json"), "--notes", str(notes)]
+    assert main([*argv, *extra, "--attach", str(grid)]) == 0
+    card = (out / CARD_FILE).read_text()
+    summ = json.loads((tiny_recipe / "eval.json").read_text())["summary"]
+    split = next(iter(summ))
+    row = next(line for line in card.splitlines() if line.startswith("| generation_fidelity |"))
+    assert f"{summ[split]['generation_fidelity']:.4g}" in row
+    assert "## Reading the numbers\n\nSee ![a grid](grid.png)." in card
+    assert (out / grid.name).read_bytes() == grid.read_bytes()
+    assert main([*argv, "--notes", str(tmp_path / "missing.md")]) == 2
+    assert "missing.md" in capsys.readouterr().err

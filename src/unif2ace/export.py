@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -107,16 +108,24 @@ def export_model(
     metrics: list[str] | None = None,
     hardware: str | None = None,
     image_tokenizer: str | Path | None = None,
+    notes: str | Path | None = None,
+    attach: list[str] | None = None,
 ) -> Path:
     """Write the model folder + card of ``checkpoint`` (a checkpoint or a run folder).
 
     ``image_tokenizer``: ship this tokenizer instead of the run's own, e.g. its stage-2
     decoder (``unif2ace train tokenizer-decoder``); it must produce the same codes (equal
     :func:`~unif2ace.tokenizer.pretokenize.tokenizer_hash`), or the model would be given
-    images it never learnt to read."""
+    images it never learnt to read.
+
+    ``notes``: a Markdown file appended to the card (e.g. an honest reading of the metrics);
+    ``attach``: files copied into the folder (images the notes show)."""
     from .pipeline import FacePipeline, _resolve_folder
     from .train.checkpoint import EMA_FILE, MODEL_FILE, load_model_weights
 
+    for f in [*(metrics or []), *(attach or []), *([notes] if notes is not None else [])]:
+        if not Path(f).is_file():
+            raise UserError(f"{str(f)!r} (--metrics/--notes/--attach) is not a file")
     src = Path(checkpoint)
     ckpt = _resolve_folder(src)
     if not (ckpt / MODEL_FILE).is_file():
@@ -142,6 +151,10 @@ def export_model(
     summary["hardware"] = hardware or _hardware()
     summary["parameters"] = sum(p.numel() for p in pipe.model.parameters())
     summary["metrics"] = {Path(m).stem: json.loads(Path(m).read_text()) for m in metrics or []}
+    for f in attach or []:
+        shutil.copyfile(f, out / Path(f).name)
+    if notes is not None:
+        summary["notes"] = Path(notes).read_text()
     if rows:
         plot_curves(rows, out / CURVES_FILE, f"unif2ace {run_cfg.get('preset', '')} training")
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
@@ -203,6 +216,25 @@ def _fmt(x) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
+def _metrics_table(metrics: dict) -> list[str]:
+    """Markdown rows: an ``unif2ace eval`` JSON as metric × split (its ``summary``), any
+    other JSON as its top-level scalars."""
+    summ = metrics.get("summary")
+    if isinstance(summ, dict) and summ and all(isinstance(v, dict) for v in summ.values()):
+        splits = list(summ)
+        keys = list(dict.fromkeys(k for v in summ.values() for k in v))
+        rows = ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+        rows += [
+            f"| {k} | " + " | ".join(_fmt(summ[sp].get(k, "")) for sp in splits) + " |"
+            for k in keys
+        ]
+        div = metrics.get("diversity", {})
+        rows += [f"| diversity: {k} | {_fmt(v)} |" for k, v in div.items() if isinstance(v, float)]
+        return rows
+    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    return ["| metric | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in flat.items()]
+
+
 def model_card(s: dict, run_cfg: dict, out: Path) -> str:
     """Markdown model card from :func:`training_summary` plus the metric files."""
     m = run_cfg.get("model", {})
@@ -239,9 +271,9 @@ def model_card(s: dict, run_cfg: dict, out: Path) -> str:
     if (out / CURVES_FILE).is_file():
         lines += ["", f"![loss curves]({CURVES_FILE})"]
     for name, metrics in s["metrics"].items():
-        flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
-        lines += ["", f"## {name}", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in flat.items()]
+        lines += ["", f"## {name}", ""] + _metrics_table(metrics)
+    if s.get("notes"):
+        lines += ["", s["notes"].strip()]
     lines += [
         "",
         "## Use",
@@ -275,6 +307,10 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
         "--image-tokenizer",
         help="ship this image tokenizer instead (same codes: e.g. a stage-2 decoder)",
     )
+    p.add_argument("--notes", help="Markdown file appended to the model card")
+    p.add_argument(
+        "--attach", action="append", help="file copied into the model folder (repeatable)"
+    )
     p.set_defaults(func=_run)
     p = groups["top"].add_parser(
         "export-judge",
@@ -297,6 +333,8 @@ def _run(a: argparse.Namespace) -> int:
         a.metrics,
         a.hardware,
         image_tokenizer=a.image_tokenizer,
+        notes=a.notes,
+        attach=a.attach,
     )
     print(out)
     return 0
