@@ -118,8 +118,10 @@ def test_card_tabulates_eval_summary_and_appends_notes(run_dir, tiny_recipe, tmp
     out = tmp_path / "m"
     argv = ["export", "--checkpoint", str(run_dir), "--out", str(out)]
     extra = ["--metrics", str(tiny_recipe / "eval.json"), "--notes", str(notes)]
-    assert main([*argv, *extra, "--attach", str(grid)]) == 0
+    assert main([*argv, *extra, "--attach", str(grid), "--guidance", "3.5"]) == 0
     card = (out / CARD_FILE).read_text()
+    assert FacePipeline.from_pretrained(out).sampling.sampler.guidance_scale == 3.5
+    assert "guidance scale 3.5" in card
     summ = json.loads((tiny_recipe / "eval.json").read_text())["summary"]
     split = next(iter(summ))
     row = next(line for line in card.splitlines() if line.startswith("| generation_fidelity |"))
@@ -128,3 +130,4 @@ def test_card_tabulates_eval_summary_and_appends_notes(run_dir, tiny_recipe, tmp
     assert (out / grid.name).read_bytes() == grid.read_bytes()
     assert main([*argv, "--notes", str(tmp_path / "missing.md")]) == 2
     assert "missing.md" in capsys.readouterr().err
+    assert main([*argv, "--guidance", "-1"]) == 2

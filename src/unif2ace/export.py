@@ -110,6 +110,7 @@ def export_model(
     image_tokenizer: str | Path | None = None,
     notes: str | Path | None = None,
     attach: list[str] | None = None,
+    sampler: dict | None = None,
 ) -> Path:
     """Write the model folder + card of ``checkpoint`` (a checkpoint or a run folder).
 
@@ -119,7 +120,8 @@ def export_model(
     images it never learnt to read.
 
     ``notes``: a Markdown file appended to the card (e.g. an honest reading of the metrics);
-    ``attach``: files copied into the folder (images the notes show)."""
+    ``attach``: files copied into the folder (images the notes show); ``sampler``: new
+    default image-sampler settings (e.g. ``{"guidance_scale": 3.0}`` chosen by a sweep)."""
     from .pipeline import FacePipeline, _resolve_folder
     from .train.checkpoint import EMA_FILE, MODEL_FILE, load_model_weights
 
@@ -138,6 +140,12 @@ def export_model(
         used = "ema"
     if image_tokenizer is not None:
         pipe.image_tokenizer = _same_codes_tokenizer(ckpt, Path(image_tokenizer))
+    if sampler:
+        for k in ("guidance_scale", "num_steps"):
+            v = sampler.get(k)
+            if v is not None and (v < 0 or (k == "num_steps" and v < 1)):
+                raise UserError(f"{k} must be {'>= 1' if k == 'num_steps' else '>= 0'}, got {v}")
+        pipe.sampling.sampler = pipe._sampler_config(**sampler)
     if tokenizer_dtype == "bf16":
         pipe.image_tokenizer.to(torch.bfloat16)
     out = Path(out)
@@ -150,6 +158,8 @@ def export_model(
     summary["image_tokenizer"] = str(image_tokenizer or ckpt / "image_tokenizer")
     summary["hardware"] = hardware or _hardware()
     summary["parameters"] = sum(p.numel() for p in pipe.model.parameters())
+    sc = pipe.sampling.sampler
+    summary["sampler"] = {k: getattr(sc, k) for k in ("name", "num_steps", "guidance_scale")}
     summary["metrics"] = {Path(m).stem: json.loads(Path(m).read_text()) for m in metrics or []}
     for f in attach or []:
         shutil.copyfile(f, out / Path(f).name)
@@ -216,6 +226,12 @@ def _fmt(x) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
+def _sampler_line(sc: dict | None) -> str:
+    if not sc:
+        return "?"
+    return f"{sc['name']}, {sc['num_steps']} steps, guidance scale {sc['guidance_scale']}"
+
+
 def _metrics_table(metrics: dict) -> list[str]:
     """Markdown rows: an ``unif2ace eval`` JSON as metric × split (its ``summary``), any
     other JSON as its top-level scalars."""
@@ -261,6 +277,7 @@ def model_card(s: dict, run_cfg: dict, out: Path) -> str:
         f"| wall time | {hours:.2f} h of training |",
         f"| hardware | {s['hardware']} |",
         f"| peak memory | {_fmt(s['peak_mem_gb'])} GB |",
+        f"| image sampling default | {_sampler_line(s.get('sampler'))} |",
         "",
         "## Final training losses (last logged step)",
         "",
@@ -307,6 +324,8 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
         "--image-tokenizer",
         help="ship this image tokenizer instead (same codes: e.g. a stage-2 decoder)",
     )
+    p.add_argument("--guidance", type=float, help="default guidance scale of the folder")
+    p.add_argument("--sampler-steps", type=int, help="default image sampler steps of the folder")
     p.add_argument("--notes", help="Markdown file appended to the model card")
     p.add_argument(
         "--attach", action="append", help="file copied into the model folder (repeatable)"
@@ -335,6 +354,7 @@ def _run(a: argparse.Namespace) -> int:
         image_tokenizer=a.image_tokenizer,
         notes=a.notes,
         attach=a.attach,
+        sampler={"guidance_scale": a.guidance, "num_steps": a.sampler_steps},
     )
     print(out)
     return 0
