@@ -92,3 +92,41 @@ def test_sample_next_filters():
     # top_p: 3 has mass ~0.64 < 0.7, so {3, 2} is the smallest set reaching 0.7.
     draws = {int(sample_next(logits, 1.0, top_p=0.7, generator=g)) for _ in range(50)}
     assert draws <= {2, 3}
+
+
+def test_kv_cache_projects_encoder_features_once(tiny_model, layout):
+    """The resampler keys/values of fixed encoder features are computed at the prefill only,
+    and the decoded tokens stay those of the uncached path."""
+    g = torch.Generator().manual_seed(3)
+    codes = torch.randint(0, layout.codebook_size, (2, 8), generator=g)
+    feats = tiny_model.encode_images(torch.rand(2, 3, 32, 32, generator=g))
+    n = {"proj": 0, "fwd": 0}
+
+    def counter(key):
+        def hook(*_):
+            n[key] += 1
+
+        return hook
+
+    hooks = [tiny_model.embed_tokens.register_forward_hook(counter("fwd"))]
+    hooks += [
+        ex.resampler.k_proj.register_forward_hook(counter("proj"))
+        for layer in tiny_model.layers
+        for name, ex in layer.seq_moe.experts.items()
+        if name.startswith("mmu_")
+    ]
+    kw = dict(max_new_tokens=6, encoder_feats=feats)
+    runs = {}
+    try:
+        for use_cache in (True, False):
+            n["proj"] = n["fwd"] = 0
+            out = generate_text(tiny_model, layout, codes, [[1, 2], [3]], use_cache=use_cache, **kw)
+            runs[use_cache] = (out.tokens, n["proj"], n["fwd"])
+    finally:
+        for h in hooks:
+            h.remove()
+    (tok_c, proj_c, fwd_c), (tok_u, proj_u, fwd_u) = runs[True], runs[False]
+    assert tok_c == tok_u
+    per_forward = proj_u // fwd_u  # the uncached path projects them in every forward
+    assert per_forward >= len(tiny_model.layers) and proj_u == per_forward * fwd_u
+    assert fwd_c > 1 and proj_c == per_forward  # cached: the prefill only

@@ -25,6 +25,9 @@ class LayerKV:
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
         self.length = 0
+        # Sequence-MoE resampler keys/values of fixed encoder features, per (expert, rows):
+        # the features do not change while a sequence is decoded (SequenceMoE.forward).
+        self.feat_kv: dict = {}
 
     def _ensure(self, like: torch.Tensor, need: int) -> None:
         if self.k is not None and self.k.shape[2] >= need:
@@ -53,7 +56,8 @@ class LayerKV:
         return self.k[:, :, :end], self.v[:, :, :end]
 
     def rows(self, n: int) -> LayerKV:
-        """A view of the first n rows (shares the buffers)."""
+        """A view of the first n rows (shares the buffers; feature keys/values are recomputed
+        on first use, since they are stored per row set)."""
         out = LayerKV()
         if self.k is not None:
             out.k, out.v = self.k[:n], self.v[:n]

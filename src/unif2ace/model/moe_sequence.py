@@ -70,12 +70,25 @@ class Resampler(nn.Module):
         nn.init.zeros_(self.o_proj.weight)
         nn.init.zeros_(self.o_proj.bias)
 
-    def forward(self, x_BTD: torch.Tensor, feats_BNF: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x_BTD.shape
+    def keys_values(self, feats_BNF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(k_BHNE, v_BHNE) of the feature tokens: fixed per sequence for the encoder
+        experts, so a decoding cache computes them once (:class:`SequenceMoE`)."""
+        B, N, _ = feats_BNF.shape
         f = self.norm_feats(feats_BNF)
+        k = self.k_proj(f).view(B, N, self.heads, -1).transpose(1, 2)
+        v = self.v_proj(f).view(B, N, self.heads, -1).transpose(1, 2)
+        return k, v
+
+    def forward(
+        self,
+        x_BTD: torch.Tensor,
+        feats_BNF: torch.Tensor | None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """S(x, feats); ``kv``: :meth:`keys_values` of the features, computed before."""
+        B, T, _ = x_BTD.shape
+        k, v = kv if kv is not None else self.keys_values(feats_BNF)
         q = self.q_proj(x_BTD).view(B, T, self.heads, -1).transpose(1, 2)
-        k = self.k_proj(f).view(B, f.shape[1], self.heads, -1).transpose(1, 2)
-        v = self.v_proj(f).view(B, f.shape[1], self.heads, -1).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype))
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
@@ -137,7 +150,9 @@ class SequenceMoE(nn.Module):
     def _expert(self, g: int, kind: str) -> GatedExpert:
         return self.experts[f"{GROUP_NAMES[g]}_{kind}"]
 
-    def forward(self, h_BTD, x_BTD, task_B, weights_BQ, inj_BT, feats) -> torch.Tensor:
+    def forward(
+        self, h_BTD, x_BTD, task_B, weights_BQ, inj_BT, feats, feat_kv: dict | None = None
+    ) -> torch.Tensor:
         """Apply the routed experts.
 
         Args:
@@ -147,6 +162,9 @@ class SequenceMoE(nn.Module):
             weights_BQ: combine weights from :meth:`route`.
             inj_BT: positions receiving the resampler term (:func:`injection_mask`).
             feats: kind -> feats_BNF ("semantic", "face", "noise"); missing -> null token.
+            feat_kv: a decoding cache's store of the resampler keys/values of fixed features
+                (every kind but "noise", whose features change each sampling step), keyed by
+                expert and rows; filled on first use, read afterwards.
         """
         c_GQ = self._coeff_GQ()
         coeff_B = (weights_BQ * c_GQ[task_B]).sum(-1)
@@ -165,15 +183,22 @@ class SequenceMoE(nn.Module):
                 ex = self._expert(g, kind)
                 f = feats.get(kind) if feats else None
                 scale = weights_BQ[:, q] * (1 - c_GQ[g, q])
+                key = (f"{GROUP_NAMES[g]}_{kind}", tuple(rows_l))
+                kv = feat_kv.get(key) if feat_kv is not None and kind != "noise" else None
                 if len(rows_l) == B:  # every row: no gather, no scatter
                     f = ex.null_feats.expand(B, -1, -1) if f is None else f
-                    s = ex.resampler(x_BTD, f)
+                    if kv is None and feat_kv is not None and kind != "noise":
+                        kv = feat_kv[key] = ex.resampler.keys_values(f)
+                    s = ex.resampler(x_BTD, f, kv)
                     s = s * (scale[:, None, None] * inj_BT[:, :, None]).to(s.dtype)
                     out = out + s.to(out.dtype)
                     continue
                 rows = torch.tensor(rows_l, device=h_BTD.device)
-                f = ex.null_feats.expand(len(rows_l), -1, -1) if f is None else f[rows]
-                s = ex.resampler(x_BTD[rows], f)
+                if kv is None:
+                    f = ex.null_feats.expand(len(rows_l), -1, -1) if f is None else f[rows]
+                    if feat_kv is not None and kind != "noise":
+                        kv = feat_kv[key] = ex.resampler.keys_values(f)
+                s = ex.resampler(x_BTD[rows], f, kv)
                 s = s * (scale[rows, None, None] * inj_BT[rows, :, None]).to(s.dtype)
                 # index_copy into zeros: index_add's CPU kernel is a slow scatter_add.
                 out = out + torch.zeros_like(out).index_copy(0, rows, s.to(out.dtype))

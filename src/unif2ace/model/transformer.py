@@ -132,7 +132,8 @@ class Block(nn.Module):
             x = self.seq_moe_layernorm(h_BTD)
             if route_BQ is None:
                 route_BQ = self.seq_moe.route(x, ctx.cond_BT, ctx.task_B)
-            h_BTD = self.seq_moe(h_BTD, x, ctx.task_B, route_BQ, ctx.inj_BT, ctx.feats)
+            feat_kv = kv.feat_kv if kv is not None else None
+            h_BTD = self.seq_moe(h_BTD, x, ctx.task_B, route_BQ, ctx.inj_BT, ctx.feats, feat_kv)
         return h_BTD, routing, route_BQ
 
 
