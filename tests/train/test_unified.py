@@ -239,6 +239,38 @@ def test_cli_config_round_trip_and_unknown_keys(fx, tmp_path, capsys):
     assert "tiny" in capsys.readouterr().err
 
 
+def test_nproc_launches_the_same_command_once_per_rank(fx, tmp_path, capsys):
+    from unif2ace.cli import build_parser
+    from unif2ace.train.cli import launch_argv, resolve_config
+
+    argv = ["train", "model", "--preset", "tiny", "--data", str(fx["data"]), "--tokenizer",
+            str(fx["imgtok"]), "--text-tokenizer", str(fx["texttok"]), "--out", str(tmp_path),
+            "--steps", "3", "--seed", "4", "--nproc", "2", "--threads", "1",
+            "train.log_every=1", "loss.w_mmu=0.5"]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    cmd = launch_argv(args)
+    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    inner = cmd[cmd.index("unif2ace.cli") + 1 :]
+    assert "--nproc" not in inner and "--threads" not in inner
+    again = build_parser().parse_args(inner)
+    assert again.nproc == 1 and resolve_config(again) == resolve_config(args)
+    # A batch that cannot split over the ranks fails before anything is launched.
+    assert main([*argv[:-2], "--batch-size", "3", "--micro-batch-size", "1"]) == 2
+    assert "world_size" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_nproc_two_trains_on_two_ranks(fx, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "model", "--preset", "tiny", "--data", str(fx["data"]), "--tokenizer",
+            str(fx["imgtok"]), "--text-tokenizer", str(fx["texttok"]), "--out", str(out),
+            "--steps", "2", "--batch-size", "4", "--micro-batch-size", "2", "--nproc", "2",
+            "--threads", "1", "train.ckpt_every=2"]  # fmt: skip
+    assert main(argv) == 0
+    state = json.loads((find_latest(out) / "trainer_state.json").read_text())
+    assert state["state"]["world_size"] == 2 and state["state"]["step"] == 2
+
+
 def test_tiny_model_overfits_four_faces_and_the_sampler_reproduces_them(fx, tmp_path):
     """Tiny network, an 8x-downsampling tiny tokenizer (4x4 codes), four faces, their first
     prompts: D3Diff and the mask loss go to ~0 and MaskGIT with the model's denoiser
@@ -350,6 +382,31 @@ def test_ranks_split_the_single_process_batches_exactly(fx):
     two = [MixedTaskData(cfg.data, layout, tok, codes, 2, 0, rank=r, world_size=2) for r in (0, 1)]
     for b1, b0, b2 in zip(one(0, 0), *(d(0, 0) for d in two), strict=False):
         assert rows(b1) == sorted(rows(b0) + rows(b2))
+
+
+def test_resume_on_more_ranks_continues_at_the_same_sample(fx):
+    """A one-process position, adopted by two ranks (same micro-batch), continues with the
+    rows the one process would have built next."""
+    from unif2ace.train.loop import adopt_world_size
+    from unif2ace.train.state import TrainState
+
+    cfg = _cfg(fx)
+    layout, tok, _, codes = prepare(cfg)
+
+    def rows(batch) -> list[tuple]:
+        real = batch["modality_BT"] != int(Modality.PAD)
+        return sorted(tuple(r[m].tolist()) for r, m in zip(batch["ids_BT"], real, strict=True))
+
+    one = MixedTaskData(cfg.data, layout, tok, codes, 2, seed=0)
+    two = [MixedTaskData(cfg.data, layout, tok, codes, 2, 0, rank=r, world_size=2) for r in (0, 1)]
+    state = TrainState(batch_in_epoch=4, world_size=1)
+    adopt_world_size(state, 2)
+    assert state.batch_in_epoch == 2 and state.world_size == 2
+    nxt = [next(iter(d(0, state.batch_in_epoch))) for d in two]
+    after = iter(one(0, 4))
+    assert sorted(rows(nxt[0]) + rows(nxt[1])) == sorted(rows(next(after)) + rows(next(after)))
+    adopt_world_size(state, 1)  # and back
+    assert state.batch_in_epoch == 4 and state.world_size == 1
 
 
 def test_trained_encoders_are_loaded_frozen_and_survive_resume(fx, tmp_path):

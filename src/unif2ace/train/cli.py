@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 
 # flag attribute -> dotted config key
 _DATA_FLAGS = {
@@ -46,8 +49,44 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
         action="store_true",
         help="print the resolved run config as JSON and exit (no training)",
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="CPU training: launch this many ranks on this machine (torchrun, gloo), each with "
+        "--threads threads; on 2 cores, 2 ranks x 1 thread train ~1.3x faster than 1 x 2",
+    )
+    p.add_argument(
+        "--threads", type=int, help="threads per rank with --nproc (default: cores / nproc)"
+    )
     add_train_args(p)
     p.set_defaults(func=_run)
+
+
+def launch_argv(args: argparse.Namespace) -> list[str]:
+    """The ``torch.distributed.run`` command line that runs these arguments on ``--nproc``
+    local ranks (the same command without --nproc/--threads, once per rank)."""
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    argv += ["--nproc-per-node", str(args.nproc), "-m", "unif2ace.cli", "train", "model"]
+    argv += ["--preset", args.preset, "--out", str(args.out), "--resume", str(args.resume)]
+    for attr in (*_DATA_FLAGS, "steps", "batch_size", "micro_batch_size", "seed"):
+        if getattr(args, attr, None) is not None:
+            argv += [f"--{attr.replace('_', '-')}", str(getattr(args, attr))]
+    return argv + list(args.overrides or [])
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """Run this command on ``--nproc`` local ranks; returns their exit status."""
+    from ..errors import UserError
+
+    if args.nproc < 1 or (args.threads is not None and args.threads < 1):
+        raise UserError("--nproc and --threads must be >= 1")
+    cfg = resolve_config(args)  # config errors now, once, not once per rank
+    cfg.train.grad_accum(args.nproc)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.nproc)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    print(f"launching {args.nproc} ranks x {threads} thread(s): torchrun --standalone ...")
+    return subprocess.run(launch_argv(args), env=env).returncode
 
 
 def resolve_config(args: argparse.Namespace):
@@ -64,6 +103,8 @@ def _run(args: argparse.Namespace) -> int:
     from .distributed import cleanup
     from .unified import train_model
 
+    if args.nproc != 1 and "RANK" not in os.environ and not args.print_config:
+        return _launch(args)
     cfg = resolve_config(args)
     if args.print_config:
         print(json.dumps(to_dict(cfg), indent=2))

@@ -157,6 +157,7 @@ def train(
                 f"warning: checkpoint written by {state.world_size} rank(s), now "
                 f"{info.world_size}: the run continues but not bit-identically"
             )
+            adopt_world_size(state, info.world_size)
         print0(f"resumed from {ckpt} at step {state.step}")
     run_cfg = (
         to_dict(run_config)
@@ -293,6 +294,16 @@ def _rng_sandbox(seed: int, device: torch.device) -> Iterator[None]:
         yield
     finally:
         restore_rng(saved, device)
+
+
+def adopt_world_size(state: TrainState, world_size: int) -> None:
+    """Continue ``state`` on ``world_size`` ranks (same micro-batch size): the position in the
+    epoch is counted in micro-batches per rank, and ranks split the global order evenly, so
+    the samples already consumed stay consumed (up to one micro-batch when it does not
+    divide); checkpoints written afterwards record the new world size."""
+    samples = state.batch_in_epoch * state.world_size
+    state.batch_in_epoch = samples // world_size
+    state.world_size = world_size
 
 
 def _open_epoch(
