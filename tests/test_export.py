@@ -131,3 +131,28 @@ def test_card_tabulates_eval_summary_and_appends_notes(run_dir, tiny_recipe, tmp
     assert main([*argv, "--notes", str(tmp_path / "missing.md")]) == 2
     assert "missing.md" in capsys.readouterr().err
     assert main([*argv, "--guidance", "-1"]) == 2
+
+
+def test_q8_export_is_smaller_and_close_to_bf16(run_dir, tmp_path):
+    from unif2ace.model.denoiser import make_image_denoiser
+
+    for fmt in ("bf16", "q8"):
+        argv = ["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / fmt)]
+        assert main([*argv, "--weights-format", fmt]) == 0
+    size = {f: (tmp_path / f / "model.safetensors").stat().st_size for f in ("bf16", "q8")}
+    assert size["q8"] < 0.75 * size["bf16"]
+    assert json.loads((tmp_path / "q8" / "config.json").read_text())["weights_format"] == "q8_0"
+    assert "8-bit blocks" in (tmp_path / "q8" / CARD_FILE).read_text()
+    a, b = (FacePipeline.from_pretrained(tmp_path / f) for f in ("bf16", "q8"))
+    assert all(p.dtype == torch.bfloat16 for p in b.model.parameters())
+    codes = torch.full((2, a.num_image_tokens), a.layout.codebook_size)
+    codes[:, ::3] = 5
+    la, lb = (make_image_denoiser(p.model, p.layout, [[3, 4, 5], [6]])(codes, None) for p in (a, b))
+    assert (la.argmax(-1) == lb.argmax(-1)).float().mean() > 0.9
+    assert (la.float() - lb.float()).abs().max() < 0.1 * la.float().abs().max()
+    # A re-export of a q8 folder keeps the same weights (dequantised, then quantised again).
+    assert main(["export", "--checkpoint", str(tmp_path / "q8"), "--out", str(tmp_path / "again"),
+                 "--weights-format", "q8"]) == 0  # fmt: skip
+    c = FacePipeline.from_pretrained(tmp_path / "again")
+    for (n, p), q in zip(b.model.state_dict().items(), c.model.state_dict().values(), strict=True):
+        assert torch.equal(p, q), n

@@ -111,6 +111,7 @@ def export_model(
     notes: str | Path | None = None,
     attach: list[str] | None = None,
     sampler: dict | None = None,
+    weights_format: str = "bf16",
 ) -> Path:
     """Write the model folder + card of ``checkpoint`` (a checkpoint or a run folder).
 
@@ -121,7 +122,8 @@ def export_model(
 
     ``notes``: a Markdown file appended to the card (e.g. an honest reading of the metrics);
     ``attach``: files copied into the folder (images the notes show); ``sampler``: new
-    default image-sampler settings (e.g. ``{"guidance_scale": 3.0}`` chosen by a sweep)."""
+    default image-sampler settings (e.g. ``{"guidance_scale": 3.0}`` chosen by a sweep);
+    ``weights_format``: "bf16", or "q8" for 8-bit weight blocks (:mod:`unif2ace.quant`)."""
     from .pipeline import FacePipeline, _resolve_folder
     from .train.checkpoint import EMA_FILE, MODEL_FILE, load_model_weights
 
@@ -149,12 +151,15 @@ def export_model(
     if tokenizer_dtype == "bf16":
         pipe.image_tokenizer.to(torch.bfloat16)
     out = Path(out)
-    pipe.save_pretrained(out)
+    if weights_format not in ("bf16", "q8"):
+        raise UserError(f"weights format must be bf16 or q8, got {weights_format!r}")
+    pipe.save_pretrained(out, q8=weights_format == "q8")
     pipe.image_tokenizer.float()
     rows = read_metrics(run_dir)
     run_cfg = json.loads((ckpt / "config.json").read_text())
     summary = training_summary(ckpt, run_cfg, rows)
     summary |= {"weights": used, "tokenizer_dtype": tokenizer_dtype, "source": str(ckpt)}
+    summary["weights_format"] = weights_format
     summary["image_tokenizer"] = str(image_tokenizer or ckpt / "image_tokenizer")
     summary["hardware"] = hardware or _hardware()
     summary["parameters"] = sum(p.numel() for p in pipe.model.parameters())
@@ -226,6 +231,12 @@ def _fmt(x) -> str:
     return f"{x:,}" if isinstance(x, int) else str(x)
 
 
+_WEIGHT_FORMATS = {
+    "bf16": "bf16",
+    "q8": "8-bit blocks (Q8_0: int8 + one fp32 scale per 64 values; dequantised to bf16 on load)",
+}
+
+
 def _sampler_line(sc: dict | None) -> str:
     if not sc:
         return "?"
@@ -266,7 +277,8 @@ def model_card(s: dict, run_cfg: dict, out: Path) -> str:
         "|---|---|",
         f"| parameters | {s['parameters']:,} (d_model {m.get('d_model')}, {m.get('n_layers')} "
         f"layers, {m.get('n_routed_experts')} routed experts top-{m.get('top_k')} per group) |",
-        f"| weights | {s['weights']} weights, transformer bf16, image tokenizer "
+        f"| weights | {s['weights']} weights, transformer "
+        f"{_WEIGHT_FORMATS[s.get('weights_format', 'bf16')]}, image tokenizer "
         f"{s['tokenizer_dtype']} |",
         f"| data | FaceForge (procedural faces) `{s['data'].get('data', '')}` split "
         f"`{s['data'].get('split', 'train')}`; task mix t2i/caption/vqa = "
@@ -317,6 +329,12 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--weights", choices=["ema", "model"], default="ema")
     p.add_argument("--tokenizer-dtype", choices=["fp32", "bf16"], default="fp32")
     p.add_argument(
+        "--weights-format",
+        choices=["bf16", "q8"],
+        default="bf16",
+        help="transformer weights: bf16, or q8 (8-bit blocks, ~0.53x the file)",
+    )
+    p.add_argument(
         "--metrics", action="append", help="JSON metrics file to add to the card (repeatable)"
     )
     p.add_argument("--hardware", help="hardware line for the card (default: this machine)")
@@ -355,6 +373,7 @@ def _run(a: argparse.Namespace) -> int:
         notes=a.notes,
         attach=a.attach,
         sampler={"guidance_scale": a.guidance, "num_steps": a.sampler_steps},
+        weights_format=a.weights_format,
     )
     print(out)
     return 0

@@ -40,6 +40,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .. import quant
 from ..config import to_dict
 from ..errors import UserError
 from .distributed import barrier, is_fsdp, unwrap
@@ -158,6 +159,8 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"cannot read {str(path)!r} ({err}); the file is corrupt") from None
     for alias, name in json.loads(meta.get(ALIASES_KEY, "{}")).items():
         tensors[alias] = tensors[name]
+    if quant.is_quantized(tensors):  # an export with --weights-format q8
+        tensors = quant.dequantize(tensors)
     return tensors
 
 
@@ -354,12 +357,13 @@ def read_config(path: str | Path) -> dict:
 
 
 def save_model_weights(
-    model: nn.Module, path: str | Path, dtype: torch.dtype | None = None
+    model: nn.Module, path: str | Path, dtype: torch.dtype | None = None, q8: bool = False
 ) -> None:
     """Write the (unwrapped) model's weights to one safetensors file, optionally cast.
 
     ``dtype=torch.bfloat16`` halves the size of a bundled model; floating tensors only are
-    cast. Collective under FSDP2 (rank 0 writes).
+    cast. ``q8``: store the large weights as 8-bit blocks (:mod:`unif2ace.quant`; read back
+    transparently by :func:`load_tensors`). Collective under FSDP2 (rank 0 writes).
     """
     sd = _full_model_state(model)
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
@@ -370,6 +374,8 @@ def save_model_weights(
             if v.is_floating_point():
                 key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
                 sd[k] = memo.setdefault(key, v.to(dtype))
+    if q8:
+        sd = quant.quantize(sd)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
