@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UserError
 from ..vocab import Modality, Task, VocabLayout
 from .cache import ModelCache
 from .denoiser import left_pad
@@ -83,6 +84,7 @@ def generate_text(
     encoder_feats: dict[str, torch.Tensor] | None = None,
     use_cache: bool = True,
     return_logits: bool = False,
+    no_repeat_ngram: int = 0,
 ) -> TextGeneration:
     """Caption / answer B images.
 
@@ -91,7 +93,11 @@ def generate_text(
         questions: text ids per row (empty list for a plain caption).
         encoder_feats: features for the MMU sequence experts (``model.encode_images``).
         use_cache: KV cache (each step runs one position) or recompute the whole sequence.
+        no_repeat_ngram: n > 0 forbids any token that would repeat an n-gram already in the
+            row's generated text (greedy decoding otherwise loops on a sentence); 0: off.
     """
+    if no_repeat_ngram < 0:
+        raise UserError(f"no_repeat_ngram must be >= 0, got {no_repeat_ngram}")
     codes = image_codes.tolist() if isinstance(image_codes, torch.Tensor) else image_codes
     pref = [mmu_prefix(layout, c, q) for c, q in zip(codes, questions, strict=True)]
     ids, mod = left_pad([p[0] for p in pref], layout.pad_id, [p[1] for p in pref])
@@ -106,13 +112,19 @@ def generate_text(
     out = model(ids, mod, task, encoder_feats=encoder_feats, cache=cache, **kw)
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     toks: list[torch.Tensor] = []
+    rows: list[list[int]] = [[] for _ in range(B)]  # generated ids on the host (no_repeat_ngram)
     all_logits: list[torch.Tensor] = []
     for _ in range(max_new_tokens):
         logits = out.logits_BTV[:, -1].float().index_fill(1, banned, float("-inf"))
+        if no_repeat_ngram and len(toks) >= no_repeat_ngram - 1:
+            _ban_repeats(logits, rows, no_repeat_ngram)
         all_logits.append(logits)
         nxt = sample_next(logits, temperature, top_k, top_p, generator)
         nxt = torch.where(done, torch.full_like(nxt, layout.pad_id), nxt)
         toks.append(nxt)
+        if no_repeat_ngram:
+            for row, t in zip(rows, nxt.tolist(), strict=True):
+                row.append(t)
         done = done | (nxt == layout.eos_id)
         if bool(done.all()) or len(toks) == max_new_tokens:
             break
@@ -125,6 +137,21 @@ def generate_text(
             mod = torch.cat([mod, step_mod], 1)
             out = model(ids, mod, task, encoder_feats=encoder_feats, **kw)
     return _collect(toks, layout, all_logits if return_logits else None)
+
+
+def repeat_bans(row: list[int], n: int) -> set[int]:
+    """Tokens that would complete an n-gram already present in ``row``."""
+    if n == 1:
+        return set(row)
+    tail = tuple(row[len(row) - n + 1 :])
+    return {row[i + n - 1] for i in range(len(row) - n + 1) if tuple(row[i : i + n - 1]) == tail}
+
+
+def _ban_repeats(logits_BV: torch.Tensor, rows: list[list[int]], n: int) -> None:
+    for b, row in enumerate(rows):
+        bans = repeat_bans(row, n)
+        if bans:
+            logits_BV[b, list(bans)] = float("-inf")
 
 
 def _collect(toks, layout: VocabLayout, logits) -> TextGeneration:
