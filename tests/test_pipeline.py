@@ -252,6 +252,10 @@ def test_cli_end_to_end(pipe_dir, faces, tmp_path, capsys):
     assert [r["image"] for r in rows] == faces
     assert main(["ask", faces[0], "Is she smiling?", "--checkpoint", pipe_dir, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["question"] == "Is she smiling?"
+    argv = ["describe", faces[0], "--checkpoint", pipe_dir, "--no-repeat-ngram"]
+    assert main([*argv, "0"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "-1"]) == 2 and "no_repeat_ngram" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, pipe_dir):

@@ -71,6 +71,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _text_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    p.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        help="never repeat an n-gram of this many tokens (default 7; 0 = off)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
 
@@ -188,13 +193,16 @@ def save_labelled_grid(rows, labels: list[str], path: Path, pad: int = 6) -> Pat
 
 
 def _text_kwargs(args: argparse.Namespace) -> dict:
-    return dict(
+    kw = dict(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
         batch_size=args.batch_size,
     )
+    if args.no_repeat_ngram is not None:
+        kw["no_repeat_ngram"] = args.no_repeat_ngram
+    return kw
 
 
 def run_describe(args: argparse.Namespace) -> int:
