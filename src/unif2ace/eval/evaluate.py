@@ -300,6 +300,7 @@ def summary(metrics: dict) -> dict:
             s |= {
                 "caption_attribute_f1": u["caption_attributes"]["f1"],
                 "caption_attribute_precision": u["caption_attributes"]["precision"],
+                "caption_attribute_f1_vs_labels": u["caption_attributes_vs_labels"]["f1"],
                 "vqa_accuracy": u["vqa"]["accuracy"],
                 "bleu_4": u["bleu_4"],
                 "cider_d": u["cider_d"],
