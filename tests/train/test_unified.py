@@ -22,6 +22,7 @@ from unif2ace.cli import main
 from unif2ace.config import from_dict, to_dict
 from unif2ace.data.faceforge.build import build_dataset
 from unif2ace.data.shards import iter_records
+from unif2ace.errors import UserError
 from unif2ace.model import build_model, make_image_denoiser
 from unif2ace.tokenizer.autoencoder import build_tokenizer
 from unif2ace.tokenizer.pretokenize import pretokenize
@@ -165,6 +166,27 @@ def test_resume_from_a_middle_checkpoint_repeats_the_losses_exactly(fx, tmp_path
     train_model(cfg, tmp_path / "resumed", resume=str(mid), verbose=False)
     got = _losses(tmp_path / "resumed")
     assert got == {s: ref[s] for s in range(4, 9)}  # exact float equality
+
+
+def test_warm_start_from_a_checkpoint_takes_its_weights(fx, tmp_path):
+    common = ("train.steps=3", "train.log_every=1", "train.ckpt_every=3")
+    src = tmp_path / "src"
+    train_model(_cfg(fx, *common, "train.optim.ema_decay=0.5"), src, verbose=False)
+    ckpt = find_latest(src)
+    for weights in ("ema", "model"):
+        cfg = _cfg(fx, *common, f"init.checkpoint={src}", f"init.checkpoint_weights={weights}",
+                   "train.steps=1", "train.optim.lr=1e-12")  # fmt: skip
+        out = tmp_path / f"warm-{weights}"
+        train_model(cfg, out, verbose=False)
+        want, _, _ = load_trained(ckpt, ema=weights == "ema")
+        got, _, _ = load_trained(find_latest(out))
+        for (n, a), b in zip(want.state_dict().items(), got.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=n)  # lr ~0: unchanged
+    other = tmp_path / "other-text"
+    train_text_tokenizer(iter_corpus(fx["data"]), 300).save(other)
+    bad = _cfg(fx, f"init.checkpoint={src}", f"data.text_tokenizer={other}")
+    with pytest.raises(UserError, match="vocabulary layout"):
+        train_model(bad, tmp_path / "bad", verbose=False)
 
 
 @pytest.mark.slow

@@ -106,6 +106,10 @@ class InitConfig:
 
     semantic_encoder: str = ""  # folder of `unif2ace train encoders` (semantic); frozen
     face_encoder: str = ""  # folder of `unif2ace train encoders` (identity); frozen
+    # A trained model checkpoint (or run folder) whose weights start this run (warm start:
+    # new optimizer, schedule and data order); its vocabulary layout must equal this run's.
+    checkpoint: str = ""
+    checkpoint_weights: str = "ema"  # "ema" (when the checkpoint has them) or "model"
 
 
 @dataclass

@@ -210,6 +210,29 @@ def init_encoders(model, cfg: RunConfig) -> None:
         attach_trained_encoders(model, semantic=sem, face=face)
 
 
+def init_from_checkpoint(model, cfg: RunConfig, layout: VocabLayout) -> None:
+    """Warm start: the weights of ``cfg.init.checkpoint`` (EMA ones by default) into
+    ``model`` (in place); the model config and vocabulary layout must match."""
+    from ..pipeline import _resolve_folder
+    from .checkpoint import EMA_FILE, MODEL_FILE, load_model_weights
+
+    if not cfg.init.checkpoint:
+        return
+    if cfg.init.checkpoint_weights not in ("ema", "model"):
+        raise UserError(
+            f"init.checkpoint_weights must be ema or model, got {cfg.init.checkpoint_weights!r}"
+        )
+    folder = _resolve_folder(Path(cfg.init.checkpoint))
+    src_cfg, src_layout = read_checkpoint_config(folder)
+    if src_layout != layout:
+        raise UserError(
+            f"init.checkpoint {str(folder)!r} has another vocabulary layout than this run "
+            "(text or image tokenizer differ); warm-start from a model of the same tokenizers"
+        )
+    ema = cfg.init.checkpoint_weights == "ema" and (folder / EMA_FILE).is_file()
+    load_model_weights(folder, model, file=EMA_FILE if ema else MODEL_FILE)
+
+
 def _sample_rows(cfg: RunConfig, codes: dict[str, torch.Tensor]) -> list[dict]:
     """The first records of the data split with their codes (fixed sample-grid inputs)."""
     from ..data.shards import iter_records
@@ -255,6 +278,7 @@ def train_model(cfg: RunConfig, out_dir: str | Path, resume: str = "auto", verbo
     seed_all(cfg.train.seed)  # the initial weights are a function of the seed alone
     model = build_training_model(cfg.model, layout)
     init_encoders(model, cfg)
+    init_from_checkpoint(model, cfg, layout)
     freeze_unused(model, cfg.data.encoder_images)
     data = MixedTaskData(
         cfg.data,
