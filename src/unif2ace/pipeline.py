@@ -72,7 +72,9 @@ class SamplingDefaults:
         no_repeat_ngram: captions and answers never repeat an n-gram of this many tokens
             (0: off). Greedy decoding of a small model otherwise loops on a sentence; 7 is the
             smallest n at which none of 3,000 FaceForge training captions repeats an n-gram
-            (6: 0.4 % of them do), so the rule never forbids a reference-like caption.
+            (6: 0.4 % of them do), so the rule never forbids a reference-like caption. On the
+            2026-11-29 small run (96 val faces): caption attribute F1 0.404 -> 0.429, CIDEr-D
+            0.313 -> 0.375 against no rule.
     """
 
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(guidance_scale=2.0))
