@@ -390,20 +390,22 @@ def test_presets_load_and_match_the_model_presets(preset):
     cfg.train.grad_accum(1 if preset != "paper" else 8)  # batch sizes split evenly
 
 
+def _rows(batch) -> list[tuple]:
+    """The real (non-pad) token rows of a batch, sorted: equal for the same examples."""
+    real = batch["modality_BT"] != int(Modality.PAD)
+    return sorted(tuple(r[m].tolist()) for r, m in zip(batch["ids_BT"], real, strict=True))
+
+
 def test_ranks_split_the_single_process_batches_exactly(fx):
     """Two ranks with micro-batch 2 build, step by step, the very rows one process builds
     with micro-batch 4 (records and their task/prompt/dropout choices)."""
     cfg = _cfg(fx)
     layout, tok, _, codes = prepare(cfg)
 
-    def rows(batch) -> list[tuple]:
-        real = batch["modality_BT"] != int(Modality.PAD)
-        return sorted(tuple(r[m].tolist()) for r, m in zip(batch["ids_BT"], real, strict=True))
-
     one = MixedTaskData(cfg.data, layout, tok, codes, 4, seed=0)
     two = [MixedTaskData(cfg.data, layout, tok, codes, 2, 0, rank=r, world_size=2) for r in (0, 1)]
     for b1, b0, b2 in zip(one(0, 0), *(d(0, 0) for d in two), strict=False):
-        assert rows(b1) == sorted(rows(b0) + rows(b2))
+        assert _rows(b1) == sorted(_rows(b0) + _rows(b2))
 
 
 def test_resume_on_more_ranks_continues_at_the_same_sample(fx):
@@ -415,10 +417,6 @@ def test_resume_on_more_ranks_continues_at_the_same_sample(fx):
     cfg = _cfg(fx)
     layout, tok, _, codes = prepare(cfg)
 
-    def rows(batch) -> list[tuple]:
-        real = batch["modality_BT"] != int(Modality.PAD)
-        return sorted(tuple(r[m].tolist()) for r, m in zip(batch["ids_BT"], real, strict=True))
-
     one = MixedTaskData(cfg.data, layout, tok, codes, 2, seed=0)
     two = [MixedTaskData(cfg.data, layout, tok, codes, 2, 0, rank=r, world_size=2) for r in (0, 1)]
     state = TrainState(batch_in_epoch=4, world_size=1)
@@ -426,7 +424,7 @@ def test_resume_on_more_ranks_continues_at_the_same_sample(fx):
     assert state.batch_in_epoch == 2 and state.world_size == 2
     nxt = [next(iter(d(0, state.batch_in_epoch))) for d in two]
     after = iter(one(0, 4))
-    assert sorted(rows(nxt[0]) + rows(nxt[1])) == sorted(rows(next(after)) + rows(next(after)))
+    assert sorted(_rows(nxt[0]) + _rows(nxt[1])) == sorted(_rows(next(after)) + _rows(next(after)))
     adopt_world_size(state, 1)  # and back
     assert state.batch_in_epoch == 4 and state.world_size == 1
 
