@@ -1,6 +1,7 @@
 """``unif2ace eval`` on a tiny trained model and judge, and the pieces it is made of."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -48,6 +49,34 @@ def test_answer_probability_is_a_batch_independent_distribution(fx):
         pipe.answer_probability(faces, qs[:2], ["Yes"] * 3)
 
 
+def test_prompt_gap_is_zero_for_identical_prompts_and_matches_a_reference(fx):
+    import torch.nn.functional as F
+
+    from unif2ace.eval.evaluate import prompt_gap
+
+    pipe = FacePipeline.from_pretrained(fx["model"])
+    recs = demo_records(3)
+    faces = [decode_image(r["image"]) for r in recs]
+    same = prompt_gap(pipe, faces, ["a smiling woman"] * 3)
+    assert same["gap"] == 0.0 and same["ce_own_prompt"] == same["ce_other_prompt"]
+    res = prompt_gap(pipe, faces, [r["prompts"][0] for r in recs], ratio=1.0)
+    assert res["masked_ratio"] == 1.0 and res["n"] == 3
+    # Fully masked, the own-prompt CE is what the sampler's first step sees: compare with the
+    # prompt-cached denoiser the sampler uses.
+    from unif2ace.model.denoiser import make_image_denoiser
+
+    codes, _ = pipe.encode_images(faces)
+    K = pipe.layout.codebook_size
+    own = [pipe.text_tokenizer.encode(r["prompts"][0]) for r in recs]
+    den = make_image_denoiser(pipe.model, pipe.layout, own)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = den(torch.full_like(codes, K), torch.ones(3))
+    ref = float(F.cross_entropy(logits.float().reshape(-1, K), codes.reshape(-1)))
+    assert abs(ref - res["ce_own_prompt"]) < 0.05
+    with pytest.raises(UserError, match="at least 2"):
+        prompt_gap(pipe, faces[:1], ["a man"])
+
+
 def test_eval_cli_writes_json_and_report(fx, tmp_path):
     argv = [
         "eval",
@@ -79,6 +108,7 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path):
         g = m["splits"][split]["generation"]
         assert 0.0 <= s["generation_fidelity"] <= 1.0 and g["fidelity"]["n"] > 0
         assert s["fid"] >= 0.0 and 0.0 <= s["vqa_score"] <= 1.0
+        assert math.isfinite(s["prompt_gap_nats"])
         assert m["splits"][split]["understanding"]["vqa"]["n"] == 16  # 2 faces x 8 questions
     report = (tmp_path / "report" / "REPORT.md").read_text()
     assert "## test_heldout" in report and "generation_fidelity" in report

@@ -158,6 +158,53 @@ def vqa_score(pipe, images: list[Image.Image], asked: list[dict], cfg: EvalConfi
     }
 
 
+@torch.no_grad()
+def prompt_gap(
+    pipe, images: Sequence[Image.Image], prompts: Sequence[str], ratio: float = 0.9, seed: int = 0
+) -> dict:
+    """How much the generator listens to the prompt: the masked-code cross-entropy of the real
+    faces' codes (``ratio`` of them masked, the same positions for every row) with each face's
+    own prompt vs with the next face's prompt (a rotation) vs with an empty one, through the
+    training forward (no sampling noise). ``gap`` = CE(other prompt) − CE(own prompt), in nats:
+    0 when the model ignores the prompt."""
+    import torch.nn.functional as F
+
+    from ..data.sequences import build_t2i, collate
+    from ..vocab import Task
+
+    if len(images) < 2:
+        raise UserError("the prompt gap needs at least 2 faces")
+    L, K = pipe.layout, pipe.layout.codebook_size
+    codes, _ = pipe.encode_images(list(images))
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(codes.shape[1], generator=g) < ratio).expand_as(codes).to(codes.device)
+    ids_in = torch.where(mask, L.mask_id, L.codes_to_ids(codes))
+    own = [pipe.text_tokenizer.encode(p)[: pipe.sampling.max_text_len - 3] for p in prompts]
+    variants = {"own": own, "other": own[1:] + own[:1], "empty": [[] for _ in own]}
+    ce = {}
+    for name, prs in variants.items():
+        batch = collate([build_t2i(L, q, c) for q, c in zip(prs, codes.cpu(), strict=True)], L)
+        ids = batch.input_ids_BT.clone().to(pipe.device)
+        img = batch.image_mask_BT.to(pipe.device)
+        ids[img] = ids_in.reshape(-1)
+        task = torch.full((len(prs),), int(Task.T2I), device=pipe.device)
+        noise = torch.full((len(prs),), float(mask.float().mean()), device=pipe.device)
+        mod = batch.modality_BT.to(pipe.device)
+        with torch.autocast(pipe.device.type, dtype=torch.bfloat16):
+            out = pipe.model(ids, mod, task, noise, router_stats=False)
+        lo = L.image_offset
+        logits = out.logits_BTV[img].view(*codes.shape, -1)[..., lo : lo + K].float()
+        ce[name] = float(F.cross_entropy(logits[mask], codes[mask]))
+    return {
+        "ce_own_prompt": ce["own"],
+        "ce_other_prompt": ce["other"],
+        "ce_empty_prompt": ce["empty"],
+        "gap": ce["other"] - ce["own"],
+        "masked_ratio": float(mask.float().mean()),
+        "n": len(prompts),
+    }
+
+
 def evaluate_generation(pipe, judge, data: str, split: str, cfg: EvalConfig) -> dict:
     """Fidelity (generated and real), VQAScore and FID for ``split``; returns metrics and
     the generated images (for the report)."""
@@ -179,6 +226,7 @@ def evaluate_generation(pipe, judge, data: str, split: str, cfg: EvalConfig) -> 
         "fidelity": fidelity(judge, gen_u8, asked),
         "fidelity_real": fidelity(judge, to_uint8(real), asked),
         "vqa_score": vqa_score(pipe, images, asked, cfg),
+        "prompt_gap": prompt_gap(pipe, real[:64], prompts[:64], seed=cfg.seed),
     }
     real_ref = _real_images(data, split, cfg.fid_real)
     f_ref = judge.features(real_ref).numpy()
@@ -294,6 +342,7 @@ def summary(metrics: dict) -> dict:
             "vqa_score": g["vqa_score"]["score"],
             "fid": g["fid"],
             "fid_floor": g["fid_floor_val"],
+            "prompt_gap_nats": g["prompt_gap"]["gap"],
         }
         if "understanding" in m:
             u = m["understanding"]
