@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "unif2ace.data.cli",
     "unif2ace.data.importers.cli",
     "unif2ace.tokenizer.cli",
+    "unif2ace.tokenizer.export",
     "unif2ace.train.cli",
     "unif2ace.train.encoders_cli",
     "unif2ace.eval.judge_cli",

@@ -115,7 +115,9 @@ class SamplingDefaults:
 
 def bundled_model_dir() -> Path:
     """Where the bundled model lives (package data ``unif2ace/assets/model``)."""
-    return Path(__file__).resolve().parent / "assets" / "model"
+    from . import bundled
+
+    return bundled.path("model")
 
 
 # --------------------------------------------------------------------------- inputs

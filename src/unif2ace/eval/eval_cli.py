@@ -91,7 +91,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def bundled_judge_dir() -> Path:
     """The judge shipped with the package (``unif2ace/assets/judge``)."""
-    return Path(__file__).resolve().parents[1] / "assets" / "judge"
+    from .. import bundled
+
+    return bundled.path("judge")
 
 
 def _nan_safe(x):

@@ -208,7 +208,11 @@ def _add_pretokenize(sub: argparse._SubParsersAction) -> None:
         description="Encode every image once with an image tokenizer and "
         "store the codes in DATA/<split>/codes-<tokenizer hash>/.",
     )
-    p.add_argument("--tokenizer", required=True, help="image tokenizer folder")
+    p.add_argument(
+        "--tokenizer",
+        default="bundled",
+        help="image tokenizer folder (default: `bundled`, the one shipped with the package)",
+    )
     p.add_argument("--data", required=True, help="data set folder")
     p.add_argument("--split", action="append", default=None, help="split(s) (default: all)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -217,9 +221,11 @@ def _add_pretokenize(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pretokenize(args: argparse.Namespace) -> int:
+    from ..bundled import resolve
     from .pretokenize import pretokenize
 
-    summary = pretokenize(args.tokenizer, args.data, args.split, args.batch_size, args.bf16)
+    tok = resolve(args.tokenizer, "image_tokenizer")
+    summary = pretokenize(tok, args.data, args.split, args.batch_size, args.bf16)
     print(json.dumps(summary))
     return 0
 
@@ -230,7 +236,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="PSNR, SSIM, codebook usage of an image tokenizer",
         description="Evaluate an image tokenizer on a split; prints JSON.",
     )
-    p.add_argument("--tokenizer", required=True, help="image tokenizer folder")
+    p.add_argument(
+        "--tokenizer",
+        default="bundled",
+        help="image tokenizer folder (default: `bundled`, the one shipped with the package)",
+    )
     p.add_argument("--data", required=True, help="data set folder")
     p.add_argument("--split", default="test")
     p.add_argument("--max-images", type=int, default=None)
@@ -243,7 +253,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--judge",
         default=None,
-        help="attribute judge folder: also measure which attributes survive reconstruction",
+        help="attribute judge folder (`bundled`: the shipped one): also measure which "
+        "attributes survive reconstruction",
     )
     p.set_defaults(func=_run_eval)
 
@@ -251,13 +262,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from ..bundled import resolve
     from ..data.shards import list_shards
     from .autoencoder import LFQAutoencoder
     from .evaluate import evaluate_tokenizer
     from .images import iter_split_batches, save_grid
     from .train_image import check_data
 
-    model = LFQAutoencoder.from_pretrained(args.tokenizer)
+    model = LFQAutoencoder.from_pretrained(resolve(args.tokenizer, "image_tokenizer"))
     shards = list_shards(args.data, args.split)
     check_data(shards, Path(args.data), args.split)
     res = model.config.resolution
@@ -271,7 +283,12 @@ def _run_eval(args: argparse.Namespace) -> int:
 
         n = args.max_images or 500
         result["attribute_survival"] = attribute_survival(
-            model, load_judge(args.judge), args.data, args.split, n, args.batch_size
+            model,
+            load_judge(resolve(args.judge, "judge")),
+            args.data,
+            args.split,
+            n,
+            args.batch_size,
         )
     if args.grid:
         x = next(iter_split_batches(shards, res, 8))

@@ -45,6 +45,13 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
         help="trained identity encoder folder (`unif2ace train encoders`), frozen in the model",
     )
     p.add_argument(
+        "--bundled",
+        action="store_true",
+        help="take the image tokenizer, text tokenizer and both encoders shipped with the "
+        "package for those not given (the data must be pretokenised with the bundled "
+        "tokenizer: `unif2ace data pretokenize --tokenizer bundled`)",
+    )
+    p.add_argument(
         "--print-config",
         action="store_true",
         help="print the resolved run config as JSON and exit (no training)",
@@ -69,6 +76,8 @@ def launch_argv(args: argparse.Namespace) -> list[str]:
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     argv += ["--nproc-per-node", str(args.nproc), "-m", "unif2ace.cli", "train", "model"]
     argv += ["--preset", args.preset, "--out", str(args.out), "--resume", str(args.resume)]
+    if getattr(args, "bundled", False):
+        argv.append("--bundled")
     for attr in (*_DATA_FLAGS, "steps", "batch_size", "micro_batch_size", "seed"):
         if getattr(args, attr, None) is not None:
             argv += [f"--{attr.replace('_', '-')}", str(getattr(args, attr))]
@@ -95,6 +104,13 @@ def resolve_config(args: argparse.Namespace):
     from .unified import load_run_config
 
     flags = [f"{key}={getattr(args, a)}" for a, key in _DATA_FLAGS.items() if getattr(args, a)]
+    if getattr(args, "bundled", False):
+        given = {f.split("=")[0] for f in flags}
+        flags += [
+            f"{key}=bundled"
+            for key in _DATA_FLAGS.values()
+            if key != "data.data" and key not in given
+        ]
     return load_run_config(args.preset, flags + overrides_from_args(args))
 
 

@@ -44,7 +44,19 @@ def load_run_config(preset: str, overrides: list[str] | None = None) -> RunConfi
             raise UserError(
                 f"unknown preset {preset!r}; valid: {', '.join(PRESET_NAMES)} or a .yaml file"
             )
-    return load_yaml(RunConfig, path, overrides)
+    return with_bundled_parts(load_yaml(RunConfig, path, overrides))
+
+
+def with_bundled_parts(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with every training part set to the word ``bundled`` (image and text
+    tokenizer, the two encoders) replaced by the path of the one shipped in the package."""
+    from .. import bundled
+
+    for key, part in bundled.TRAINING_PARTS.items():
+        section, name = key.split(".")
+        obj = getattr(cfg, section)
+        setattr(obj, name, str(bundled.resolve(getattr(obj, name), part)))
+    return cfg
 
 
 def checkpoint_config(cfg: RunConfig, layout: VocabLayout) -> dict:
