@@ -56,3 +56,20 @@ def test_different_tokenizer_never_reuses_codes(setup, tmp_path):
     assert tokenizer_hash(tmp_path / "tok2") != tokenizer_hash(tok)
     with pytest.raises(UserError):
         load_codes(data, "train", tmp_path / "tok2")
+
+
+def test_device_auto_encodes_what_cpu_does_and_unknown_devices_fail(setup, tmp_path):
+    data, tok, _ = setup
+    pretokenize(tok, data, splits=["train"], log=lambda s: None)
+    cpu = load_codes(data, "train", tok)
+    for d in codes_dir(data, "train", tokenizer_hash(tok)).glob("*.parquet"):
+        d.unlink()
+    pretokenize(tok, data, splits=["train"], log=lambda s: None, device="auto")
+    again = load_codes(data, "train", tok)
+    assert again.keys() == cpu.keys()
+    if not torch.cuda.is_available():  # auto fell back to the CPU: identical codes
+        assert all(torch.equal(again[k], cpu[k]) for k in cpu)
+        with pytest.raises(UserError, match="not available"):
+            pretokenize(tok, data, device="cuda", log=lambda s: None)
+    with pytest.raises(UserError, match="not available"):
+        pretokenize(tok, data, device="tpu", log=lambda s: None)

@@ -217,6 +217,7 @@ def _add_pretokenize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", action="append", default=None, help="split(s) (default: all)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--bf16", action="store_true", help="encode under bf16 autocast")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (CUDA when available)")
     p.set_defaults(func=_run_pretokenize)
 
 
@@ -225,7 +226,9 @@ def _run_pretokenize(args: argparse.Namespace) -> int:
     from .pretokenize import pretokenize
 
     tok = resolve(args.tokenizer, "image_tokenizer")
-    summary = pretokenize(tok, args.data, args.split, args.batch_size, args.bf16)
+    summary = pretokenize(
+        tok, args.data, args.split, args.batch_size, args.bf16, device=args.device
+    )
     print(json.dumps(summary))
     return 0
 

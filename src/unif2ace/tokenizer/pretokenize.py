@@ -87,11 +87,12 @@ def encode_shard(
     ids = table.column("id").to_pylist()
     pngs = table.column("image").to_pylist()
     res = model.config.resolution
+    dev = next(model.parameters()).device
     out = []
     for i in range(0, len(pngs), batch_size):
-        x = torch.stack([png_to_tensor(p, res) for p in pngs[i : i + batch_size]])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out.append(model.encode(x).flatten(1))
+        x = torch.stack([png_to_tensor(p, res) for p in pngs[i : i + batch_size]]).to(dev)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            out.append(model.encode(x).flatten(1).cpu())
     grid = model.config.grid
     return ids, torch.cat(out) if out else torch.zeros(0, grid * grid, dtype=torch.long)
 
@@ -103,12 +104,20 @@ def pretokenize(
     batch_size: int = 32,
     bf16: bool = False,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> dict:
-    """Encode every shard of ``splits`` (default: all) once; returns a summary dict."""
+    """Encode every shard of ``splits`` (default: all) once; returns a summary dict.
+
+    ``device`` ("cpu", "cuda" or "auto": CUDA when available) runs the encoder there; fp32
+    codes agree across devices up to the rare latent that sits on a sign boundary."""
     from ..data.shards import list_shards
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") or (device == "cuda" and not torch.cuda.is_available()):
+        raise UserError(f"device {device!r} is not available here; use cpu, cuda or auto")
     root = Path(data_root)
-    model = LFQAutoencoder.from_pretrained(tokenizer_dir)
+    model = LFQAutoencoder.from_pretrained(tokenizer_dir, device=device)
     h = tokenizer_hash(tokenizer_dir)
     splits = list(splits) if splits else _discover_splits(root)
     todo = [(s, p) for s in splits for p in list_shards(root, s)]
