@@ -44,7 +44,7 @@ u data pretokenize --tokenizer "$TOKENIZER" --data "$WORK/data" --device auto --
 # flags first, then KEY=VALUE overrides (argparse takes the overrides as one trailing list)
 common=(--preset small --bundled --tokenizer "$TOKENIZER" --data "$WORK/data"
     --batch-size "$BATCH" --micro-batch-size "$BATCH")
-over=(train.sample_every=0 "train.optim.lr=$LR")
+over=(train.sample_every=0 train.prefetch=2 "train.optim.lr=$LR")
 say "probe: $PROBE_STEPS steps at batch $BATCH"
 rm -rf "$WORK/probe"
 u train model "${common[@]}" --out "$WORK/probe" --steps "$PROBE_STEPS" \

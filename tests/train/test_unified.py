@@ -168,6 +168,20 @@ def test_resume_from_a_middle_checkpoint_repeats_the_losses_exactly(fx, tmp_path
     assert got == {s: ref[s] for s in range(4, 9)}  # exact float equality
 
 
+def test_prefetching_thread_changes_no_loss_and_no_resume(fx, tmp_path):
+    common = ("train.steps=8", "train.log_every=1", "train.ckpt_every=3", "train.keep_last=0")
+    train_model(_cfg(fx, *common), tmp_path / "ref", verbose=False)
+    ref = _losses(tmp_path / "ref")
+    cfg = _cfg(fx, *common, "train.prefetch=2")  # 8 steps cross epochs of 16 faces
+    train_model(cfg, tmp_path / "pre", verbose=False)
+    assert _losses(tmp_path / "pre") == ref  # exact float equality
+    mid = tmp_path / "pre" / "checkpoints" / "step-00000003"
+    train_model(cfg, tmp_path / "resumed", resume=str(mid), verbose=False)
+    assert _losses(tmp_path / "resumed") == {s: ref[s] for s in range(4, 9)}
+    with pytest.raises(UserError, match="prefetch"):
+        train_model(_cfg(fx, "train.prefetch=-1"), tmp_path / "bad", verbose=False)
+
+
 def test_warm_start_from_a_checkpoint_takes_its_weights(fx, tmp_path):
     common = ("train.steps=3", "train.log_every=1", "train.ckpt_every=3")
     src = tmp_path / "src"

@@ -53,6 +53,7 @@ from .distributed import (
 )
 from .metrics import MetricsLogger
 from .optim import EMA, OptimConfig, build_optimizer, clip_grad_norm, lr_at, set_lr
+from .prefetch import prefetching
 from .progress import Progress
 from .reduce import StepStats
 from .state import TrainState, capture_rng, restore_rng, seed_all
@@ -78,6 +79,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: never
     sample_every: int = 0  # 0: never
     hooks_use_ema: bool = True  # eval/sample hooks see the EMA weights when EMA is on
+    prefetch: int = 0  # batches built ahead in a thread (GPU runs; 0: none; train/prefetch.py)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def grad_accum(self, world_size: int) -> int:
@@ -85,6 +87,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "micro_batch_size", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.prefetch < 0:
+            raise UserError(f"train.prefetch must be >= 0, got {self.prefetch}")
         per_step = self.micro_batch_size * world_size
         if self.batch_size % per_step:
             raise UserError(
@@ -171,6 +175,8 @@ def train(
         )
     logger = MetricsLogger(out_dir, info.is_main, state.step if ckpt is not None else None)
     progress = Progress(cfg.steps, state.step)
+    if cfg.prefetch > 0:
+        data_factory = prefetching(data_factory, cfg.prefetch)
     batches = _open_epoch(data_factory, state, cfg.seed, info.device)
     if rng is not None:
         restore_rng(rng, info.device)  # after the data is positioned: see module docstring
