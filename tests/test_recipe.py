@@ -37,3 +37,20 @@ def test_tiny_recipe_runs_every_stage_and_resumes(tiny_recipe):
 def test_unknown_recipe_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="valid: tiny, small"):
         run_recipe("huge", tmp_path)
+
+
+def test_bundled_small_recipe_trains_only_the_model_with_the_shipped_parts(tmp_path):
+    from unif2ace.cli import build_parser
+    from unif2ace.recipe import RECIPES, stages
+
+    got = stages(RECIPES["small"], tmp_path, bundled=True)
+    assert [s for s, _ in got] == ["data", "tokenizer-eval", "pretokenize", "model", "eval"]
+    parser = build_parser()
+    args = {s: parser.parse_args(argv) for s, argv in got}  # every stage is a valid command
+    assert args["model"].bundled and args["model"].nproc == 2
+    assert args["pretokenize"].tokenizer == "bundled" and args["eval"].judge is None
+    with pytest.raises(UserError, match="small recipe only"):
+        run_recipe("tiny", tmp_path, bundled=True)
+    (tmp_path / STATE_FILE).write_text(json.dumps({"done": {}, "bundled": False}))
+    with pytest.raises(UserError, match="without --bundled"):
+        run_recipe("small", tmp_path, bundled=True)

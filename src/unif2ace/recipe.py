@@ -81,8 +81,14 @@ RECIPES: dict[str, RecipePreset] = {
 }
 
 
-def stages(p: RecipePreset, out: Path) -> list[tuple[str, list[str]]]:
-    """(name, unif2ace argv) of every stage of recipe ``p`` writing under ``out``."""
+def stages(p: RecipePreset, out: Path, bundled: bool = False) -> list[tuple[str, list[str]]]:
+    """(name, unif2ace argv) of every stage of recipe ``p`` writing under ``out``.
+
+    ``bundled``: take the image and text tokenizers, the encoders and the judge shipped with
+    the package (``unif2ace.bundled``) instead of training them: data, tokenizer check,
+    pretokenise, model, eval."""
+    if bundled:
+        return _bundled_stages(p, out)
     data, enc, ttok = str(out / "data"), out / "encoders", str(out / "text-tokenizer")
     itok = out / "image-tokenizer"
     tok = str(itok / "tokenizer")
@@ -128,6 +134,27 @@ def stages(p: RecipePreset, out: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
+def _bundled_stages(p: RecipePreset, out: Path) -> list[tuple[str, list[str]]]:
+    data = str(out / "data")
+    build = f"data build --preset {p.data_preset} --num {p.num_faces} --seed 0 --out {data}"
+    tok_eval = (
+        f"eval-tokenizer --tokenizer bundled --data {data} --split test --max-images "
+        f"{p.eval_images} --json {out / 'tokenizer_eval.json'} --grid {out / 'tokenizer_grid.png'}"
+    )
+    model = f"train model --preset {p.model_preset} --bundled --data {data} --out {out / 'model'}"
+    evaluate = (
+        f"eval --checkpoint {out / 'model'} --data {data} "
+        f"--json {out / 'eval.json'} --report {out / 'report'}"
+    )
+    return [
+        ("data", build.split()),
+        ("tokenizer-eval", _argv(tok_eval)),
+        ("pretokenize", _argv(f"data pretokenize --tokenizer bundled --data {data}")),
+        ("model", [*_argv(model), *p.model_args.split()]),
+        ("eval", [*_argv(evaluate), *p.eval_args.split()]),
+    ]
+
+
 def _argv(command: str) -> list[str]:
     """Split a command line of this module's own making (paths must not contain spaces)."""
     return command.split()
@@ -144,17 +171,25 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run_recipe(name: str, out: str | Path, log=print) -> dict:
-    """Run (or resume) recipe ``name`` into ``out``; returns the state (done stages)."""
+def run_recipe(name: str, out: str | Path, log=print, bundled: bool = False) -> dict:
+    """Run (or resume) recipe ``name`` into ``out``; returns the state (done stages).
+    ``bundled``: use the parts shipped with the package (see :func:`stages`)."""
     from .cli import main
 
     if name not in RECIPES:
         raise UserError(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
+    if bundled and name != "small":
+        raise UserError("--bundled fits the small recipe only (the bundled parts are small's)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = _read_state(out)
-    state["recipe"] = name
-    for stage, argv in stages(RECIPES[name], out):
+    if state.get("bundled", bundled) != bundled:
+        raise UserError(
+            f"{out} holds a recipe run {'with' if not bundled else 'without'} "
+            "--bundled; rerun it the same way or use another --out"
+        )
+    state["recipe"], state["bundled"] = name, bundled
+    for stage, argv in stages(RECIPES[name], out, bundled):
         if stage in state["done"]:
             log(f"[recipe] {stage}: done before, skipped")
             continue
@@ -214,4 +249,10 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     )
     p.add_argument("preset", choices=sorted(RECIPES), help="tiny (minutes) or small (hours)")
     p.add_argument("--out", required=True, help="folder for every stage's output")
-    p.set_defaults(func=lambda a: (run_recipe(a.preset, a.out), 0)[1])
+    p.add_argument(
+        "--bundled",
+        action="store_true",
+        help="small only: use the tokenizers, encoders and judge shipped with the package "
+        "instead of training them (data -> pretokenise -> model -> eval)",
+    )
+    p.set_defaults(func=lambda a: (run_recipe(a.preset, a.out, bundled=a.bundled), 0)[1])
