@@ -156,3 +156,19 @@ def test_q8_export_is_smaller_and_close_to_bf16(run_dir, tmp_path):
     c = FacePipeline.from_pretrained(tmp_path / "again")
     for (n, p), q in zip(b.model.state_dict().items(), c.model.state_dict().values(), strict=True):
         assert torch.equal(p, q), n
+
+
+def test_export_can_point_at_the_bundled_tokenizers(run_dir, tmp_path, monkeypatch, capsys):
+    from unif2ace import bundled
+
+    monkeypatch.setattr(bundled, "assets_dir", lambda: tmp_path / "assets")
+    argv = ["export", "--checkpoint", str(run_dir), "--share-bundled-tokenizers"]
+    assert main([*argv, "--out", str(tmp_path / "x")]) == 2  # nothing bundled here
+    assert "no bundled image tokenizer" in capsys.readouterr().err
+    ckpt = FacePipeline.from_pretrained(run_dir)  # ship the run's own tokenizers as bundled
+    ckpt.image_tokenizer.save_pretrained(bundled.path("image_tokenizer"))
+    ckpt.text_tokenizer.save(bundled.path("text_tokenizer").parent)
+    assert main([*argv, "--out", str(tmp_path / "m")]) == 0
+    assert not (tmp_path / "m" / "image_tokenizer").exists()
+    back = FacePipeline.from_pretrained(tmp_path / "m")
+    assert back.text_tokenizer.to_str() == ckpt.text_tokenizer.to_str()

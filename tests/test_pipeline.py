@@ -21,7 +21,7 @@ from unif2ace.data.caption_parser import parse_prompt
 from unif2ace.errors import UserError
 from unif2ace.model import build_model, model_preset
 from unif2ace.pipeline import FacePipeline, SamplingDefaults, load_image
-from unif2ace.tokenizer.autoencoder import build_tokenizer
+from unif2ace.tokenizer.autoencoder import LFQAutoencoder, build_tokenizer
 from unif2ace.tokenizer.text import train_text_tokenizer
 from unif2ace.vocab import VocabLayout
 
@@ -267,3 +267,30 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, pipe_dir):
     assert "not found" in capsys.readouterr().err
     assert main(["generate", "--attr", "smile=maybe", "--checkpoint", pipe_dir]) == 2
     assert "binary" in capsys.readouterr().err
+
+
+def test_a_folder_can_share_the_bundled_tokenizers(pipe, pipe_dir, tmp_path, monkeypatch, faces):
+    from unif2ace import bundled
+
+    monkeypatch.setattr(bundled, "assets_dir", lambda: tmp_path / "assets")
+    with pytest.raises(UserError, match="no bundled image tokenizer"):
+        pipe.save_pretrained(tmp_path / "x", share_bundled=True)
+    # ship this pipeline's own tokenizers as the bundled ones, the image one in bf16 storage
+    img = FacePipeline.from_pretrained(pipe_dir).image_tokenizer.to(torch.bfloat16)
+    img.save_pretrained(bundled.path("image_tokenizer"))
+    pipe.text_tokenizer.save(bundled.path("text_tokenizer").parent)
+    rounded = FacePipeline.from_pretrained(pipe_dir)
+    rounded.image_tokenizer = LFQAutoencoder.from_pretrained(bundled.path("image_tokenizer"))
+    out = rounded.save_pretrained(tmp_path / "shared", share_bundled=True)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    back = FacePipeline.from_pretrained(out)
+    assert _same_images(rounded.generate("a smiling woman"), back.generate("a smiling woman"))
+    assert back.describe(faces[0], max_new_tokens=6) == rounded.describe(faces[0], max_new_tokens=6)
+    # the fp32 original is not the bundled (bf16-stored) tokenizer: refused, not mislabelled
+    with pytest.raises(UserError, match="not the bundled ones"):
+        pipe.save_pretrained(tmp_path / "y", share_bundled=True)
+    # another install's bundled tokenizer: a clear error, not wrong images
+    img.decoder.conv_in.weight.data += 1
+    img.save_pretrained(bundled.path("image_tokenizer"))
+    with pytest.raises(UserError, match="does not have"):
+        FacePipeline.from_pretrained(out)

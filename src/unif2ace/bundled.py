@@ -14,11 +14,13 @@ path, with one clear error when this install lacks the part.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .errors import UserError
 
 BUNDLED = "bundled"
+_CONTENT = ("config.json", "model.safetensors", "tokenizer.json")  # what digest() covers
 
 #: part name -> path inside ``unif2ace/assets`` (the file or folder a command is given)
 PARTS = {
@@ -67,3 +69,16 @@ def resolve(value: str | Path | None, part: str) -> str | Path | None:
             "pass a folder you trained instead (docs/training.md)"
         )
     return path(part)
+
+
+def digest(part: str) -> str:
+    """Content hash of the bundled ``part``'s config and weights (sha256 of those files'
+    names and bytes, 16 hex; cards and READMEs left out): a model folder that shares the
+    part records it, and refuses an install whose part differs."""
+    p = resolve(BUNDLED, part)
+    files = sorted(f for f in p.iterdir() if f.name in _CONTENT) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(p if p.is_dir() else p.parent).as_posix().encode() + b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]

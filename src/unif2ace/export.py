@@ -112,6 +112,7 @@ def export_model(
     attach: list[str] | None = None,
     sampler: dict | None = None,
     weights_format: str = "bf16",
+    share_bundled: bool = False,
 ) -> Path:
     """Write the model folder + card of ``checkpoint`` (a checkpoint or a run folder).
 
@@ -123,7 +124,9 @@ def export_model(
     ``notes``: a Markdown file appended to the card (e.g. an honest reading of the metrics);
     ``attach``: files copied into the folder (images the notes show); ``sampler``: new
     default image-sampler settings (e.g. ``{"guidance_scale": 3.0}`` chosen by a sweep);
-    ``weights_format``: "bf16", or "q8" for 8-bit weight blocks (:mod:`unif2ace.quant`)."""
+    ``weights_format``: "bf16", or "q8" for 8-bit weight blocks (:mod:`unif2ace.quant`);
+    ``share_bundled``: the run used the bundled tokenizers, so the folder points at them
+    instead of holding copies (checked; see ``FacePipeline.save_pretrained``)."""
     from .pipeline import FacePipeline, _resolve_folder
     from .train.checkpoint import EMA_FILE, MODEL_FILE, load_model_weights
 
@@ -153,7 +156,7 @@ def export_model(
     out = Path(out)
     if weights_format not in ("bf16", "q8"):
         raise UserError(f"weights format must be bf16 or q8, got {weights_format!r}")
-    pipe.save_pretrained(out, q8=weights_format == "q8")
+    pipe.save_pretrained(out, q8=weights_format == "q8", share_bundled=share_bundled)
     pipe.image_tokenizer.float()
     rows = read_metrics(run_dir)
     run_cfg = json.loads((ckpt / "config.json").read_text())
@@ -342,6 +345,12 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
         "--image-tokenizer",
         help="ship this image tokenizer instead (same codes: e.g. a stage-2 decoder)",
     )
+    p.add_argument(
+        "--share-bundled-tokenizers",
+        action="store_true",
+        help="the run used the bundled tokenizers: record them instead of copying them "
+        "(how the bundled model is packaged)",
+    )
     p.add_argument("--guidance", type=float, help="default guidance scale of the folder")
     p.add_argument("--sampler-steps", type=int, help="default image sampler steps of the folder")
     p.add_argument("--notes", help="Markdown file appended to the model card")
@@ -374,6 +383,7 @@ def _run(a: argparse.Namespace) -> int:
         attach=a.attach,
         sampler={"guidance_scale": a.guidance, "num_steps": a.sampler_steps},
         weights_format=a.weights_format,
+        share_bundled=a.share_bundled_tokenizers,
     )
     print(out)
     return 0

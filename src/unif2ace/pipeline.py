@@ -17,6 +17,9 @@ Folder layout (the same for training checkpoints and the bundled model)::
     DIR/image_tokenizer/           LFQAutoencoder.save_pretrained (config.json + weights)
     DIR/text_tokenizer/tokenizer.json
 
+A folder saved with ``share_bundled=True`` holds no tokenizers: ``config.json`` records the
+digests of the package's bundled ones ("bundled_parts"), which load in their place.
+
 Generation runs the masked-diffusion sampler over the image codes with the prompt cache
 (``make_image_denoiser``), then the image tokenizer's decoder; understanding encodes the image
 to codes and decodes text with the KV cache (``generate_text``). The transformer runs with
@@ -51,6 +54,7 @@ from .vocab import VocabLayout
 
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 IMAGE_TOKENIZER_DIR, TEXT_TOKENIZER_DIR = "image_tokenizer", "text_tokenizer"
+SHARED_KEY = "bundled_parts"  # config.json: {part folder: digest} taken from the package
 
 Prompt = str | dict
 ImageInput = Image.Image | str | Path
@@ -281,8 +285,9 @@ class FacePipeline:
         layout = VocabLayout.from_dict(cfg["layout"])
         model = build_model(ModelConfig.from_dict(cfg["model"]), layout).to(dtype=dtype)
         load_model_weights(d / MODEL_FILE, model)
-        image_tok = LFQAutoencoder.from_pretrained(d / IMAGE_TOKENIZER_DIR)
-        text_tok = TextTokenizer.from_file(d / TEXT_TOKENIZER_DIR)
+        shared = cfg.get(SHARED_KEY, {})
+        image_tok = LFQAutoencoder.from_pretrained(_part(d, IMAGE_TOKENIZER_DIR, shared))
+        text_tok = TextTokenizer.from_file(_part(d, TEXT_TOKENIZER_DIR, shared))
         extra = {k: v for k, v in cfg.items() if k not in ("model", "layout")}
         defaults = SamplingDefaults.from_run_config(cfg)
         return cls(model, layout, image_tok, text_tok, defaults, extra).to(device)
@@ -293,13 +298,17 @@ class FacePipeline:
         self.image_tokenizer.to(device)
         return self
 
-    def save_pretrained(self, dir: str | Path, q8: bool = False) -> Path:
+    def save_pretrained(
+        self, dir: str | Path, q8: bool = False, share_bundled: bool = False
+    ) -> Path:
         """Write the folder layout of the module docstring atomically (temp folder + rename).
 
         ``config.json`` is the loaded run config with the current model config, layout and
         defaults written in, so a trainer checkpoint stays a valid run config. ``q8``: store
         the transformer's large weights as 8-bit blocks (:mod:`unif2ace.quant`, ~0.53× the
-        bf16 file); loading dequantises them.
+        bf16 file); loading dequantises them. ``share_bundled``: the tokenizers are the ones
+        shipped in the package (checked), so the folder records their digests instead of
+        holding copies (the bundled model does this: one image tokenizer in the package).
         """
         from .quant import FORMAT
         from .train.checkpoint import atomic_dir, save_model_weights
@@ -307,14 +316,39 @@ class FacePipeline:
         cfg = self.sampling.into_run_config(self.extra_config)
         cfg["model"], cfg["layout"] = self.model.cfg.to_dict(), self.layout.to_dict()
         cfg.pop("weights_format", None)
+        cfg.pop(SHARED_KEY, None)
         if q8:
             cfg["weights_format"] = FORMAT
+        if share_bundled:
+            cfg[SHARED_KEY] = self._bundled_digests()
         with atomic_dir(Path(dir)) as tmp:
             save_model_weights(self.model, tmp / MODEL_FILE, q8=q8)
             (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True, default=str))
-            self.image_tokenizer.save_pretrained(tmp / IMAGE_TOKENIZER_DIR)
-            self.text_tokenizer.save(tmp / TEXT_TOKENIZER_DIR)
+            if not share_bundled:
+                self.image_tokenizer.save_pretrained(tmp / IMAGE_TOKENIZER_DIR)
+                self.text_tokenizer.save(tmp / TEXT_TOKENIZER_DIR)
         return Path(dir)
+
+    def _bundled_digests(self) -> dict[str, str]:
+        """{folder name: digest} of the bundled tokenizers, after checking they are this
+        pipeline's own (same weights up to storage dtype; same tokenizer.json)."""
+        from . import bundled
+
+        img = LFQAutoencoder.from_pretrained(bundled.resolve("bundled", "image_tokenizer"))
+        own = self.image_tokenizer.state_dict()
+        same_img = img.config == self.image_tokenizer.config and all(
+            torch.equal(v.float(), own[k].float()) for k, v in img.state_dict().items()
+        )
+        txt = TextTokenizer.from_file(bundled.resolve("bundled", "text_tokenizer"))
+        if not same_img or txt.to_str() != self.text_tokenizer.to_str():
+            raise UserError(
+                "this model's tokenizers are not the bundled ones; save it with its own "
+                "copies (without share_bundled / --share-bundled-tokenizers)"
+            )
+        return {
+            IMAGE_TOKENIZER_DIR: bundled.digest("image_tokenizer"),
+            TEXT_TOKENIZER_DIR: bundled.digest("text_tokenizer"),
+        }
 
     # --- generation ----------------------------------------------------------------------
     def prompt_texts(self, prompts: Prompt | Sequence[Prompt], seed: int = 0) -> list[str]:
@@ -545,6 +579,22 @@ def _resolve_folder(d: Path) -> Path:
     from .train.checkpoint import find_latest
 
     return find_latest(d) or d
+
+
+def _part(d: Path, name: str, shared: dict) -> Path:
+    """The folder's own ``name`` part, or the bundled one it records (digest checked)."""
+    if name not in shared or (d / name).exists():
+        return d / name
+    from . import bundled
+
+    part = {IMAGE_TOKENIZER_DIR: "image_tokenizer", TEXT_TOKENIZER_DIR: "text_tokenizer"}[name]
+    if not bundled.available(part) or bundled.digest(part) != shared[name]:
+        raise UserError(
+            f"{d} uses the {part.replace('_', ' ')} bundled with the unif2ace it was saved "
+            f"by (digest {shared[name]}), which this install does not have; install that "
+            "version, or copy its tokenizer into the folder"
+        )
+    return bundled.path(part)
 
 
 def _read_config(d: Path, bundled: bool) -> dict:

@@ -53,6 +53,10 @@ class TextTokenizer:
         """Ids -> text (byte-level: ``decode(encode(s)) == s`` for any string)."""
         return self._tok.decode(list(ids), skip_special_tokens=False)
 
+    def to_str(self) -> str:
+        """The tokenizer as ``tokenizer.json`` text (equal strings: the same tokenizer)."""
+        return self._tok.to_str()
+
     def save(self, directory: str | Path) -> Path:
         """Write ``directory/tokenizer.json`` atomically; returns its path."""
         d = Path(directory)
