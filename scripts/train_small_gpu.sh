@@ -72,7 +72,10 @@ u train model "${common[@]}" --out "$WORK/run" --steps "$STEPS" \
 
 say "export"
 rm -rf "$WORK/model"
-u export --checkpoint "$WORK/run" --out "$WORK/model" --weights-format q8 --tokenizer-dtype bf16
+share=()  # the bundled tokenizers are already in the package: record them, don't copy
+[ "$TOKENIZER" = bundled ] && share=(--share-bundled-tokenizers)
+u export --checkpoint "$WORK/run" --out "$WORK/model" --weights-format q8 --tokenizer-dtype bf16 \
+    "${share[@]}"
 rm -f "$OUT"/model.tar.part-*
 tar -C "$WORK" -cf - model | split -b 15m - "$OUT/model.tar.part-"
 cp "$WORK/run/metrics.jsonl" "$OUT/metrics.jsonl"
