@@ -47,5 +47,19 @@ def test_demo_without_any_model_shows_the_data_engine(tmp_path, monkeypatch, cap
     assert main(["demo", "--out", str(tmp_path / "d"), "--num", "3"]) == 0
     assert (tmp_path / "d" / "faceforge_contact_sheet.png").is_file()
     res = json.loads((tmp_path / "d" / "results.json").read_text())
-    assert res["model"] is None and "unif2ace recipe small" in res["note"]
+    assert res["model"] is None and "unif2ace recipe small --bundled" in res["note"]
     assert len(res["faces"]) == 8 and res["faces"][0]["id"] == "ff-test-0000000"
+
+
+def test_demo_without_a_model_shows_the_bundled_tokenizer(tmp_path, monkeypatch):
+    import unif2ace.pipeline as pipeline
+    from unif2ace import bundled
+    from unif2ace.tokenizer.autoencoder import build_tokenizer
+
+    monkeypatch.setattr(pipeline, "bundled_model_dir", lambda: tmp_path / "no-model")
+    monkeypatch.setattr(bundled, "assets_dir", lambda: tmp_path / "assets")
+    build_tokenizer("tiny").save_pretrained(bundled.path("image_tokenizer"))  # 32 px, untrained
+    assert main(["demo", "--out", str(tmp_path / "d"), "--num", "3"]) == 0
+    res = json.loads((tmp_path / "d" / "results.json").read_text())["tokenizer"]
+    assert (tmp_path / "d" / "reconstructions.png").is_file()
+    assert len(res["psnr_db"]) == 8 and all(0 < v < 100 for v in res["psnr_db"])
