@@ -6,6 +6,8 @@
 #
 #   OUT=/path/out TRAIN_MINUTES=7 bash scripts/train_small_gpu.sh [KEY=VALUE overrides]
 #
+# 0. (SMOKE=1, the default, on a GPU) tests/test_gpu.py: CUDA codes, losses, sampling agree
+#    with the CPU, ~1 min; set -o pipefail stops the script if they fail;
 # 1. FaceForge small (20,000 faces, seed 0: the CPU run's data) with one worker per core;
 # 2. pretokenise with the bundled image tokenizer on the GPU;
 # 3. a PROBE_STEPS-step probe at the real batch size measures seconds per step, and the run
@@ -34,6 +36,11 @@ say() { echo "[train_small_gpu $(date +%H:%M:%S)] $*" | tee -a "$OUT/steps.log";
 mkdir -p "$OUT" "$WORK"
 t0=$(date +%s)
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+if [ "${SMOKE:-1}" = 1 ] && python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+    say "smoke: pytest -m gpu (CUDA agrees with the CPU)"
+    python3 -m pytest -q -m gpu tests/test_gpu.py -x -p no:cacheprovider 2>&1 | tail -n 15 |
+        tee -a "$OUT/steps.log"
+fi
 
 say "data: $NUM faces, $WORKERS workers"
 [ -f "$WORK/data/build.json" ] ||

@@ -182,6 +182,14 @@ def test_prefetching_thread_changes_no_loss_and_no_resume(fx, tmp_path):
         train_model(_cfg(fx, "train.prefetch=-1"), tmp_path / "bad", verbose=False)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_train_device_cuda_without_cuda_is_one_clear_error(fx, tmp_path):
+    with pytest.raises(UserError, match="CUDA is not available"):
+        train_model(_cfg(fx, "train.device=cuda"), tmp_path / "run", verbose=False)
+    with pytest.raises(UserError, match="device"):
+        _cfg(fx, "train.device=tpu")
+
+
 def test_warm_start_from_a_checkpoint_takes_its_weights(fx, tmp_path):
     common = ("train.steps=3", "train.log_every=1", "train.ckpt_every=3")
     src = tmp_path / "src"

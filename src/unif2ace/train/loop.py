@@ -80,6 +80,7 @@ class TrainConfig:
     sample_every: int = 0  # 0: never
     hooks_use_ema: bool = True  # eval/sample hooks see the EMA weights when EMA is on
     prefetch: int = 0  # batches built ahead in a thread (GPU runs; 0: none; train/prefetch.py)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def grad_accum(self, world_size: int) -> int:
@@ -141,7 +142,7 @@ def train(
     has checkpoints) or the path of a checkpoint folder. run_config: the resolved run config
     (dataclass or dict) saved as ``OUT/config.json`` and into each checkpoint.
     """
-    info = dist_info or setup_distributed()
+    info = dist_info or setup_distributed(cfg.device)
     hooks, out_dir = hooks or Hooks(), Path(out_dir)
     accum = cfg.grad_accum(info.world_size)  # also validates the config
     seed_all(int(np.random.SeedSequence([cfg.seed, info.rank]).generate_state(1)[0]))

@@ -285,7 +285,7 @@ def train_model(cfg: RunConfig, out_dir: str | Path, resume: str = "auto", verbo
     from .loop import Hooks, train
     from .state import seed_all
 
-    info = setup_distributed()
+    info = setup_distributed(cfg.train.device)
     layout, tok, ae, codes = prepare(cfg)
     seed_all(cfg.train.seed)  # the initial weights are a function of the seed alone
     model = build_training_model(cfg.model, layout)
