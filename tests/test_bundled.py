@@ -97,3 +97,8 @@ def test_export_tokenizer_stores_bf16_and_writes_a_card(tmp_path):
     assert (out / "grid.png").is_file() and json.loads((out / "metrics.json").read_text())
     with pytest.raises(UserError, match="not an image tokenizer"):
         export_tokenizer(tmp_path, tmp_path / "x")
+    (tmp_path / "bad.json").write_text('{"psnr": 1}')
+    for bad, msg in ((tmp_path / "none.json", "not found"), (tmp_path / "bad.json", "no \\[")):
+        with pytest.raises(UserError, match=msg):
+            export_tokenizer(run / "tokenizer", tmp_path / "y", metrics=bad)
+    assert not (tmp_path / "y").exists()  # checked before anything is written

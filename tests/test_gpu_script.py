@@ -23,7 +23,7 @@ def test_gpu_script_trains_and_packs_a_loadable_model(tmp_path):
     build_tokenizer("small").save_pretrained(tmp_path / "tok")
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "WORK": str(tmp_path / "work"), "NUM": "40",
-           "WORKERS": "1", "BATCH": "2", "TRAIN_MINUTES": "0.02", "PROBE_STEPS": "4",
+           "WORKERS": "1", "BATCH": "2", "MAX_STEPS": "2", "PROBE_STEPS": "4",
            "TOKENIZER": str(tmp_path / "tok"), "OMP_NUM_THREADS": "1",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
     r = subprocess.run(["bash", "scripts/train_small_gpu.sh", "loss.w_mmu=0.5"], cwd=ROOT,
@@ -32,11 +32,12 @@ def test_gpu_script_trains_and_packs_a_loadable_model(tmp_path):
     parts = sorted(out.glob("model.tar.part-*"))
     assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
     assert len(list(out.iterdir())) <= 8  # what a device call brings back
+    assert "EMA decay 0.00000" in (out / "steps.log").read_text()  # 2 steps: no EMA lag
     packed = tmp_path / "model.tar"
     packed.write_bytes(b"".join(p.read_bytes() for p in parts))
     with tarfile.open(packed) as t:
         t.extractall(tmp_path / "restored", filter="data")
     pipe = FacePipeline.from_pretrained(tmp_path / "restored" / "model")
     assert pipe.model is not None
-    assert "run: 2 steps" in (out / "steps.log").read_text()  # the budget sized the run
+    assert "run: 2 steps" in (out / "steps.log").read_text()  # sized, then capped
     assert '"w_mmu": 0.5' in (out / "run_config.json").read_text()

@@ -54,3 +54,7 @@ def test_bundled_small_recipe_trains_only_the_model_with_the_shipped_parts(tmp_p
     (tmp_path / STATE_FILE).write_text(json.dumps({"done": {}, "bundled": False}))
     with pytest.raises(UserError, match="without --bundled"):
         run_recipe("small", tmp_path, bundled=True)
+    old = {"done": {"data": {"argv": [], "wall_s": 1.0}}}  # written before --bundled existed
+    (tmp_path / STATE_FILE).write_text(json.dumps(old))
+    with pytest.raises(UserError, match="without --bundled"):
+        run_recipe("small", tmp_path, bundled=True)

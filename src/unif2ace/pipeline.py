@@ -337,7 +337,7 @@ class FacePipeline:
         img = LFQAutoencoder.from_pretrained(bundled.resolve("bundled", "image_tokenizer"))
         own = self.image_tokenizer.state_dict()
         same_img = img.config == self.image_tokenizer.config and all(
-            torch.equal(v.float(), own[k].float()) for k, v in img.state_dict().items()
+            torch.equal(v.float(), own[k].float().cpu()) for k, v in img.state_dict().items()
         )
         txt = TextTokenizer.from_file(bundled.resolve("bundled", "text_tokenizer"))
         if not same_img or txt.to_str() != self.text_tokenizer.to_str():

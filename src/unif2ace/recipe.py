@@ -183,7 +183,8 @@ def run_recipe(name: str, out: str | Path, log=print, bundled: bool = False) -> 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = _read_state(out)
-    if state.get("bundled", bundled) != bundled:
+    # a state file from before --bundled existed, with stages done, was an unbundled run
+    if state.get("bundled", False if state["done"] else bundled) != bundled:
         raise UserError(
             f"{out} holds a recipe run {'with' if not bundled else 'without'} "
             "--bundled; rerun it the same way or use another --out"

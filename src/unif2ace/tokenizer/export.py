@@ -25,7 +25,10 @@ def run_summary(run_dir: Path) -> dict:
     rows: dict[int, dict] = {}
     if path.is_file():
         for line in path.read_text().splitlines():
-            r = json.loads(line) if line.strip() else {}
+            try:
+                r = json.loads(line) if line.strip() else {}
+            except json.JSONDecodeError:  # a line torn by a kill mid-write
+                continue
             if "step" in r and "time" in r:
                 rows[int(r["step"])] = r
     steps = sorted(rows)
@@ -60,20 +63,39 @@ def export_tokenizer(
         raise UserError(f"dtype must be fp32 or bf16, got {dtype!r}")
     src, out = Path(tokenizer_dir), Path(out)
     model = LFQAutoencoder.from_pretrained(src)  # one clear error if it is not a tokenizer
-    if dtype == "bf16":
-        model.to(torch.bfloat16)
-    model.save_pretrained(out)
-    res = json.loads(Path(metrics).read_text()) if metrics else None
-    if res is not None:
-        (out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
+    res = _read_metrics(metrics) if metrics else None
     for f in attach or []:
         if not Path(f).is_file():
             raise UserError(f"file to attach {f!r} not found")
+    if dtype == "bf16":
+        model.to(torch.bfloat16)
+    model.save_pretrained(out)
+    if res is not None:
+        (out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
+    for f in attach or []:
         shutil.copyfile(f, out / Path(f).name)
     run = run_summary(src.parent)
     card = tokenizer_card(model.config.to_dict(), run, res, dtype, command, hardware)
     (out / CARD_FILE).write_text(card)
     return out
+
+
+_NEEDED = ("psnr", "ssim", "codebook_used_fraction", "codebook_perplexity", "code_roundtrip_rate")
+
+
+def _read_metrics(path: str | Path) -> dict:
+    """An ``unif2ace eval-tokenizer --json`` file, checked (UserError otherwise)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"metrics file {str(p)!r} not found (`unif2ace eval-tokenizer --json`)")
+    try:
+        res = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{p} is not valid JSON ({err})") from None
+    missing = [k for k in _NEEDED if not isinstance(res, dict) or k not in res]
+    if missing:
+        raise UserError(f"{p} is not `unif2ace eval-tokenizer --json` output (no {missing})")
+    return res
 
 
 def tokenizer_card(

@@ -14,6 +14,7 @@ existing ones are skipped: an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -78,6 +79,18 @@ def _write_codes(path: Path, ids: list[str], codes_NT: torch.Tensor) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _no_tf32():
+    """CUDA convolutions and matmuls in true fp32 (PyTorch lets cuDNN use TF32 by default,
+    whose 10-bit mantissa would move many more latents across a sign than fp32 does)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @torch.no_grad()
 def encode_shard(
     model: LFQAutoencoder, shard: Path, batch_size: int, bf16: bool
@@ -89,10 +102,11 @@ def encode_shard(
     res = model.config.resolution
     dev = next(model.parameters()).device
     out = []
-    for i in range(0, len(pngs), batch_size):
-        x = torch.stack([png_to_tensor(p, res) for p in pngs[i : i + batch_size]]).to(dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            out.append(model.encode(x).flatten(1).cpu())
+    with _no_tf32():
+        for i in range(0, len(pngs), batch_size):
+            x = torch.stack([png_to_tensor(p, res) for p in pngs[i : i + batch_size]]).to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                out.append(model.encode(x).flatten(1).cpu())
     grid = model.config.grid
     return ids, torch.cat(out) if out else torch.zeros(0, grid * grid, dtype=torch.long)
 

@@ -58,7 +58,8 @@ def prefetch(it: Iterator[Any], depth: int) -> Iterator[Any]:
         except BaseException as err:  # handed to the consumer, raised there
             put(_Raised(err))
 
-    threading.Thread(target=work, name="unif2ace-prefetch", daemon=True).start()
+    producer = threading.Thread(target=work, name="unif2ace-prefetch", daemon=True)
+    producer.start()
     try:
         while True:
             x = q.get()
@@ -69,3 +70,4 @@ def prefetch(it: Iterator[Any], depth: int) -> Iterator[Any]:
             yield x
     finally:
         stop.set()  # an abandoned epoch lets its producer finish
+        producer.join(timeout=5.0)  # at most the batch it is building
