@@ -182,6 +182,21 @@ def test_prefetching_thread_changes_no_loss_and_no_resume(fx, tmp_path):
         train_model(_cfg(fx, "train.prefetch=-1"), tmp_path / "bad", verbose=False)
 
 
+def test_resume_refuses_a_tokenizer_with_other_codes(fx, tmp_path):
+    cfg = _cfg(fx, "train.steps=2", "train.ckpt_every=1", "train.keep_last=0")
+    train_model(cfg, tmp_path / "run", verbose=False)
+    torch.manual_seed(99)
+    build_tokenizer("tiny").save_pretrained(tmp_path / "other")
+    pretokenize(tmp_path / "other", fx["data"], splits=["train"], log=lambda s: None)
+    more = _cfg(fx, "train.steps=3", f"data.image_tokenizer={tmp_path / 'other'}")
+    with pytest.raises(UserError, match="encodes images differently"):
+        train_model(more, tmp_path / "run", verbose=False)
+    mid = tmp_path / "run" / "checkpoints" / "step-00000001"
+    with pytest.raises(UserError, match="encodes images differently"):
+        train_model(more, tmp_path / "run2", resume=str(mid), verbose=False)
+    train_model(_cfg(fx, "train.steps=3"), tmp_path / "run", verbose=False)  # same one: fine
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
 def test_train_device_cuda_without_cuda_is_one_clear_error(fx, tmp_path):
     with pytest.raises(UserError, match="CUDA is not available"):

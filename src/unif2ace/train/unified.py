@@ -286,6 +286,7 @@ def train_model(cfg: RunConfig, out_dir: str | Path, resume: str = "auto", verbo
     from .state import seed_all
 
     info = setup_distributed(cfg.train.device)
+    check_same_tokenizer(cfg, out_dir, resume)
     layout, tok, ae, codes = prepare(cfg)
     seed_all(cfg.train.seed)  # the initial weights are a function of the seed alone
     model = build_training_model(cfg.model, layout)
@@ -317,6 +318,26 @@ def train_model(cfg: RunConfig, out_dir: str | Path, resume: str = "auto", verbo
         dist_info=info,
         verbose=verbose,
     )
+
+
+def check_same_tokenizer(cfg: RunConfig, out_dir: str | Path, resume: str) -> None:
+    """A resumed run must read the codes of the tokenizer it started with: the copy in its
+    checkpoint and ``data.image_tokenizer`` must give the same codes (``tokenizer_hash``).
+    Catches e.g. a run on ``bundled`` parts resumed after the bundled tokenizer changed."""
+    from ..tokenizer.pretokenize import tokenizer_hash
+    from .checkpoint import find_latest
+
+    ckpt = find_latest(Path(out_dir)) if resume == "auto" else None
+    if resume not in ("auto", "never", "", "none"):
+        ckpt = Path(resume)
+    own = ckpt / IMAGE_TOKENIZER_DIR if ckpt is not None else None
+    if own is None or not own.is_dir() or not cfg.data.image_tokenizer:
+        return
+    if tokenizer_hash(own) != tokenizer_hash(cfg.data.image_tokenizer):
+        raise UserError(
+            f"{cfg.data.image_tokenizer} encodes images differently from the tokenizer this run "
+            f"started with ({own}); resume with that one (--tokenizer {own}) or start a new run"
+        )
 
 
 def memory_per_gpu_gb(
