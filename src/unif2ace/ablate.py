@@ -53,6 +53,10 @@ COLUMNS = (
     ("generation_fidelity", "fidelity ↑", True),
     ("vqa_score", "VQAScore ↑", True),
     ("fid", "FID ↓", False),
+    # held-out masked-code CE of real faces (90 % masked, own prompt) and how much the prompt
+    # lowers it: they separate variants before their samples do (docs/evaluation.md)
+    ("denoise_ce_nats", "denoise CE ↓", False),
+    ("prompt_gap_nats", "prompt gap ↑", True),
     ("caption_attribute_f1", "caption F1 ↑", True),
     ("vqa_accuracy", "VQA acc ↑", True),
     ("cider_d", "CIDEr-D ↑", True),

@@ -343,6 +343,7 @@ def summary(metrics: dict) -> dict:
             "fid": g["fid"],
             "fid_floor": g["fid_floor_val"],
             "prompt_gap_nats": g["prompt_gap"]["gap"],
+            "denoise_ce_nats": g["prompt_gap"]["ce_own_prompt"],
         }
         if "understanding" in m:
             u = m["understanding"]
