@@ -153,7 +153,7 @@ def train(
     raw = unwrap(model)
     optimizer = build_optimizer(raw, cfg.optim)
     ema = EMA(raw, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
-    state, rng, ckpt = TrainState(world_size=info.world_size), None, _resume_path(resume, out_dir)
+    state, rng, ckpt = TrainState(world_size=info.world_size), None, resume_path(resume, out_dir)
     if ckpt is not None:
         loaded = load_checkpoint(ckpt, model, optimizer, ema, rank=info.rank)
         state, rng = loaded.state, loaded.rng
@@ -246,7 +246,8 @@ def train(
     return TrainResult(state, model, ema, ckpt, interrupted=state.step < cfg.steps)
 
 
-def _resume_path(resume: str, out_dir: Path) -> Path | None:
+def resume_path(resume: str, out_dir: Path) -> Path | None:
+    """The checkpoint a run resumes from (``resume``: "auto", "never" or a folder), or None."""
     if resume == "auto":
         return find_latest(out_dir)
     if resume in ("never", "", "none"):

@@ -325,11 +325,9 @@ def check_same_tokenizer(cfg: RunConfig, out_dir: str | Path, resume: str) -> No
     checkpoint and ``data.image_tokenizer`` must give the same codes (``tokenizer_hash``).
     Catches e.g. a run on ``bundled`` parts resumed after the bundled tokenizer changed."""
     from ..tokenizer.pretokenize import tokenizer_hash
-    from .checkpoint import find_latest
+    from .loop import resume_path
 
-    ckpt = find_latest(Path(out_dir)) if resume == "auto" else None
-    if resume not in ("auto", "never", "", "none"):
-        ckpt = Path(resume)
+    ckpt = resume_path(resume, Path(out_dir))  # the trainer's own rule
     own = ckpt / IMAGE_TOKENIZER_DIR if ckpt is not None else None
     if own is None or not own.is_dir() or not cfg.data.image_tokenizer:
         return
