@@ -145,3 +145,31 @@ def test_unknown_variant_is_a_user_error(tmp_path):
         )
         == 2
     )
+
+
+def test_bundled_fills_the_parts_not_given_and_missing_parts_are_one_error(tmp_path):
+    import argparse
+
+    from unif2ace.ablate import _parts
+
+    def ns(**kw):
+        base = {"tokenizer": None, "text_tokenizer": None, "judge": None, "bundled": False}
+        return argparse.Namespace(**{**base, **kw})
+
+    parts = _parts(ns(bundled=True, judge="my-judge"))
+    assert parts == {
+        "data.image_tokenizer": "bundled",
+        "data.text_tokenizer": "bundled",
+        "judge": "my-judge",
+        "init.semantic_encoder": "bundled",
+        "init.face_encoder": "bundled",
+    }
+    with pytest.raises(UserError, match="--tokenizer, --judge .*--bundled"):
+        _parts(ns(text_tokenizer="t"))
+    # the word resolves to the shipped folders in the run config every variant trains from
+    from unif2ace import bundled
+    from unif2ace.train.unified import load_run_config
+
+    cfg = load_run_config("ablation", [f"{k}={v}" for k, v in parts.items() if k != "judge"])
+    assert cfg.init.semantic_encoder == str(bundled.path("semantic_encoder"))
+    assert cfg.data.image_tokenizer == str(bundled.path("image_tokenizer"))

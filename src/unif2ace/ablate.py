@@ -207,9 +207,16 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     )
     p.add_argument("kind", choices=sorted(VARIANTS))
     p.add_argument("--data", required=True, help="pretokenised FaceForge data folder")
-    p.add_argument("--tokenizer", required=True, help="image tokenizer folder")
-    p.add_argument("--text-tokenizer", required=True, help="text tokenizer folder")
-    p.add_argument("--judge", required=True, help="attribute judge folder")
+    p.add_argument("--tokenizer", help="image tokenizer folder")
+    p.add_argument("--text-tokenizer", help="text tokenizer folder")
+    p.add_argument("--judge", help="attribute judge folder")
+    p.add_argument(
+        "--bundled",
+        action="store_true",
+        help="take the image and text tokenizers, the judge and both encoders shipped with "
+        "the package for those not given (the data must be pretokenised with the bundled "
+        "tokenizer)",
+    )
     p.add_argument("--out", required=True, help="folder of all runs and the tables")
     p.add_argument("--preset", default="ablation", help="run config (default: ablation)")
     p.add_argument("--seeds", type=int, default=3)
@@ -227,18 +234,35 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.set_defaults(func=_run)
 
 
+def _parts(args: argparse.Namespace) -> dict[str, str]:
+    """The parts every run shares; with ``--bundled`` the shipped ones fill the gaps (the
+    encoders too, so the sequence-level experts read trained features, not random ones)."""
+    parts = {
+        "data.image_tokenizer": args.tokenizer,
+        "data.text_tokenizer": args.text_tokenizer,
+        "judge": args.judge,
+    }
+    if args.bundled:
+        parts.update({"init.semantic_encoder": None, "init.face_encoder": None})
+        parts = {k: v or "bundled" for k, v in parts.items()}
+    missing = [k for k, v in parts.items() if not v]
+    if missing:
+        flags = ", ".join(
+            "--" + k.split(".")[-1].replace("image_", "").replace("_", "-") for k in missing
+        )
+        raise UserError(f"ablate needs {flags} (or --bundled for the shipped parts)")
+    return parts
+
+
 def _run(args: argparse.Namespace) -> int:
-    common = [
-        f"data.data={args.data}",
-        f"data.image_tokenizer={args.tokenizer}",
-        f"data.text_tokenizer={args.text_tokenizer}",
-        *args.set,
-    ]
+    parts = _parts(args)
+    judge = parts.pop("judge")
+    common = [f"data.data={args.data}", *(f"{k}={v}" for k, v in parts.items()), *args.set]
     eval_args = [
         "--data",
         args.data,
         "--judge",
-        args.judge,
+        judge,
         "--num",
         str(args.num),
         *args.eval_args.split(),
