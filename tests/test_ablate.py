@@ -173,3 +173,18 @@ def test_bundled_fills_the_parts_not_given_and_missing_parts_are_one_error(tmp_p
     cfg = load_run_config("ablation", [f"{k}={v}" for k, v in parts.items() if k != "judge"])
     assert cfg.init.semantic_encoder == str(bundled.path("semantic_encoder"))
     assert cfg.data.image_tokenizer == str(bundled.path("image_tokenizer"))
+
+
+def test_every_moe_variant_config_builds_with_the_bundled_encoders():
+    """The encoders every run is given are dropped by the variants without sequence experts
+    (a model without them refuses encoders)."""
+    from unif2ace.train.task import build_training_model
+    from unif2ace.train.unified import init_encoders, load_run_config
+    from unif2ace.vocab import VocabLayout
+
+    common = ["init.semantic_encoder=bundled", "init.face_encoder=bundled"]
+    for variant, overrides in VARIANTS["moe"].items():
+        cfg = load_run_config("ablation", [*common, *overrides])
+        model = build_training_model(cfg.model, VocabLayout(64, 16))
+        init_encoders(model, cfg)
+        assert bool(cfg.init.semantic_encoder) == cfg.model.seq_moe, variant

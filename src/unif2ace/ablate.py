@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .errors import UserError
 
+_NO_ENCODERS = ("init.semantic_encoder=", "init.face_encoder=")
 # variant -> run-config overrides (paper Table 3: loss; Table 4: MoE levels)
 VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "loss": {
@@ -41,9 +42,9 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "d3diff-a0.01": ("loss.d3diff.alpha=0.01",),
         "d3diff-a0.001": ("loss.d3diff.alpha=0.001",),
     },
-    "moe": {
-        "none": ("model.token_moe=false", "model.seq_moe=false"),
-        "token": ("model.token_moe=true", "model.seq_moe=false"),
+    "moe": {  # without sequence-level experts a model has no encoders to start from
+        "none": ("model.token_moe=false", "model.seq_moe=false", *_NO_ENCODERS),
+        "token": ("model.token_moe=true", "model.seq_moe=false", *_NO_ENCODERS),
         "sequence": ("model.token_moe=false", "model.seq_moe=true"),
         "both": ("model.token_moe=true", "model.seq_moe=true"),
     },
