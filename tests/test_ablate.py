@@ -188,3 +188,23 @@ def test_every_moe_variant_config_builds_with_the_bundled_encoders():
         model = build_training_model(cfg.model, VocabLayout(64, 16))
         init_encoders(model, cfg)
         assert bool(cfg.init.semantic_encoder) == cfg.model.seq_moe, variant
+
+
+def test_reuse_takes_a_finished_run_of_the_same_config_and_only_that(tiny_recipe, tmp_path):
+    """moe/both and loss/d3diff-a0.01 resolve to one config: the loss table copies the
+    finished moe run (no training: the same loss log) and evaluates it to the same numbers;
+    mask-only differs and trains."""
+    common, eval_args = _tiny_args(tiny_recipe)
+    kw = dict(seeds=1, preset="tiny")
+    run_ablation("moe", tmp_path / "moe", common, eval_args, only=["both"], log=print, **kw)
+    seen: list[str] = []
+    run_ablation("loss", tmp_path / "loss", common, eval_args, only=["d3diff-a0.01", "mask-only"],
+                 reuse=[tmp_path / "moe"], log=seen.append, **kw)  # fmt: skip
+    reused = [s for s in seen if "reusing" in s]
+    assert len(reused) == 1 and "both" in reused[0] and "d3diff-a0.01" in reused[0]
+    src, dst = (tmp_path / "moe" / "both", tmp_path / "loss" / "d3diff-a0.01")
+    log = "run/metrics.jsonl"
+    assert (dst / "seed-0" / log).read_text() == (src / "seed-0" / log).read_text()
+    a, b = (json.loads((d / "seed-0" / "eval.json").read_text())["summary"] for d in (src, dst))
+    assert a == b
+    assert (tmp_path / "loss" / "mask-only" / "seed-0" / log).is_file()

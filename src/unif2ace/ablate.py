@@ -16,6 +16,10 @@ from its last checkpoint.
 ``OMP_NUM_THREADS = --threads`` (default: cores // N) and its output in
 ``OUT/<variant>/seed-<s>/log.txt``. Small models use many threads poorly: on 2 cores two
 one-thread runs finish more work per hour than one two-thread run.
+
+``--reuse DIR`` (another ablation's OUT) takes a finished training run whose resolved config
+equals this run's instead of training it again (copied, then evaluated with this table's
+evaluation arguments): ``moe/both`` and ``loss/d3diff-a0.01`` are the same runs.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ def run_ablation(
     log=print,
     jobs: int = 1,
     threads: int | None = None,
+    reuse: list[str | Path] | None = None,
 ) -> dict:
     """Train and evaluate every variant (or those in ``only``) x seed of ``kind``; returns
     the table (see the module docstring). ``jobs`` > 1: that many runs at once, each in a
@@ -106,6 +111,9 @@ def run_ablation(
                 "eval", "--checkpoint", str(folder / "run"), "--splits", split,
                 "--seed", str(seed), "--json", str(folder / "eval.json"), *eval_args,
             ]  # fmt: skip
+            if reuse and not (folder / "run").exists():
+                run_overrides = [*common, *overrides, f"train.seed={seed}"]
+                _adopt_finished_run(preset, run_overrides, folder / "run", reuse, log)
             todo.append((variant, seed, folder, train_argv, eval_argv))
     lock = threading.Lock()
 
@@ -141,6 +149,34 @@ def run_ablation(
             for fut in [pool.submit(run, job) for job in todo]:
                 fut.result()
     return write_table(kind, out, split)
+
+
+def _adopt_finished_run(preset: str, overrides: list[str], dest: Path, reuse, log) -> bool:
+    """Copy into ``dest`` a finished run under any ``reuse`` folder whose resolved config
+    equals ``preset`` + ``overrides``; returns whether one was found."""
+    import shutil
+
+    from .config import to_dict
+    from .train.checkpoint import checkpoint_step, find_latest, read_config
+    from .train.unified import load_run_config
+
+    try:
+        want = load_run_config(preset, overrides)
+    except UserError:
+        return False  # the training call will say why
+    cfg, steps = to_dict(want), want.train.steps
+    for root in reuse:
+        for run in sorted(Path(root).glob("*/seed-*/run")):
+            latest = find_latest(run)
+            if latest is None or checkpoint_step(latest) != steps:
+                continue
+            have = read_config(run)
+            have.pop("layout", None)
+            if json.loads(json.dumps(have)) == json.loads(json.dumps(cfg, default=str)):
+                log(f"[ablate] reusing the finished run {run} (same config) for {dest.parent}")
+                shutil.copytree(run, dest)
+                return True
+    return False
 
 
 def _check(rc: int, variant: str) -> None:
@@ -227,6 +263,14 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--eval-args", default="", help="extra `unif2ace eval` arguments, quoted")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one process each")
     p.add_argument(
+        "--reuse",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="other ablation folders whose finished runs with the same resolved config are "
+        "copied instead of trained again (moe/both = loss/d3diff-a0.01)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -278,6 +322,7 @@ def _run(args: argparse.Namespace) -> int:
         only=args.variants,
         jobs=args.jobs,
         threads=args.threads,
+        reuse=args.reuse,
     )
     print(json.dumps(table, indent=2, default=str))
     return 0

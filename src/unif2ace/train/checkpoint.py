@@ -348,6 +348,11 @@ class LoadedCheckpoint:
     rng: RngState | None  # this rank's generators (restore them once the data is positioned)
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a complete checkpoint folder was written at."""
+    return int(json.loads((Path(path) / STATE_JSON).read_text())["state"]["step"])
+
+
 def read_config(path: str | Path) -> dict:
     """The run config saved in a checkpoint folder, as a dict."""
     f = Path(path) / CONFIG_FILE
