@@ -30,3 +30,13 @@ def test_bundled_judge_matches_its_reported_accuracy():
     assert acc >= reported - 0.04, (acc, reported)  # 120 faces: rare attributes are noisy
     other = attribute_accuracy(pred, [labels_of(r) for r in test_records(N, data_seed=1)])
     assert float(np.mean(list(other["per_attribute"].values()))) < acc - 0.1  # wrong labels
+
+
+@pytest.mark.skipif(
+    not (bundled_judge_dir() / "model.safetensors").is_file(), reason="no bundled judge"
+)
+def test_the_word_bundled_loads_the_shipped_judge():
+    a, b = load_judge("bundled"), load_judge(bundled_judge_dir())
+    x = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8)
+    for k, v in a.outputs(x, 2).items():
+        assert torch.equal(v, b.outputs(x, 2)[k]), k

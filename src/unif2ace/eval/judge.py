@@ -326,10 +326,12 @@ def save_judge(judge: AttributeJudge, folder: str | Path, meta: dict | None = No
 
 
 def load_judge(path: str | Path) -> AttributeJudge:
-    """A saved judge, frozen and in eval mode (UserError when ``path`` is not one)."""
+    """A saved judge, frozen and in eval mode (UserError when ``path`` is not one); the word
+    ``bundled`` names the judge shipped with the package."""
+    from .. import bundled
     from ..model.encoder_train import attribute_layout
 
-    folder = Path(path)
+    folder = Path(bundled.resolve(path, "judge"))
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise UserError(
             f"{str(folder)!r} is not a judge folder (needs {CONFIG} and {WEIGHTS}); train one "
