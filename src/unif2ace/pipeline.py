@@ -43,7 +43,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import from_dict, to_dict
-from .data.sequences import CAPTION_INSTRUCTION
+from .data.sequences import CAPTION_INSTRUCTION, encode_answer
 from .diffusion.samplers import SamplerConfig, build_sampler
 from .errors import UserError
 from .model import UnifiedTransformer, build_model, generate_text, make_image_denoiser
@@ -531,35 +531,43 @@ class FacePipeline:
         answers: Sequence[str],
         batch_size: int = 8,
     ) -> list[float]:
-        """P(first token of ``answers[i]`` | image i, question i): the VQAScore of Lin et al.
-        (2024, "Evaluating Text-to-Visual Generation with Image-to-Text Generation") with
-        this model as the VQA model — e.g. ``answers = ["Yes"] * n``. Softmax over the text
-        vocabulary at the first answer position (special tokens other than eos excluded)."""
+        """P(``answers[i]`` | image i, question i): the VQAScore of Lin et al. (2024,
+        "Evaluating Text-to-Visual Generation with Image-to-Text Generation") with this model
+        as the VQA model, e.g. ``answers = ["Yes"] * n``. The answer is read as training
+        writes it (:func:`~unif2ace.data.sequences.encode_answer`: a space token, then the
+        word) and its probability is the product over its tokens, each a softmax over the
+        text vocabulary (special tokens other than eos excluded) given the tokens before."""
         items = _as_list(images, "images")
         if not (len(items) == len(questions) == len(answers)):
             raise UserError(
                 f"{len(items)} images, {len(questions)} questions and {len(answers)} answers; "
                 "give one of each per row"
             )
-        first = [self.text_tokenizer.encode(a.strip())[:1] for a in answers]
-        if any(not f for f in first):
+        if any(not isinstance(a, str) or not a.strip() for a in answers):
             raise UserError("empty answer; give the answer whose probability to score")
+        ans = [encode_answer(self.text_tokenizer, a.strip()) for a in answers]
         q_ids = self.text_tokenizer.encode_batch([q.strip() for q in questions])
         out: list[float] = []
         for i in range(0, len(items), _check_batch_size(batch_size)):
             codes, feats = self.encode_images(items[i : i + batch_size])
-            res = generate_text(
-                self.model,
-                self.layout,
-                codes,
-                q_ids[i : i + batch_size],
-                max_new_tokens=1,
-                encoder_feats=feats,
-                return_logits=True,
-            )
-            probs = res.logits_BSV[:, 0].softmax(-1)
-            ids = torch.tensor([f[0] for f in first[i : i + batch_size]], device=probs.device)
-            out += probs.gather(1, ids[:, None])[:, 0].tolist()
+            a_b, q_b = ans[i : i + batch_size], q_ids[i : i + batch_size]
+            logp = torch.zeros(len(a_b))
+            for k in range(max(map(len, a_b))):
+                rows = [j for j, a in enumerate(a_b) if len(a) > k]
+                feats_k = None if feats is None else {n: f[rows] for n, f in feats.items()}
+                res = generate_text(
+                    self.model,
+                    self.layout,
+                    codes[rows],
+                    [q_b[j] + a_b[j][:k] for j in rows],
+                    max_new_tokens=1,
+                    encoder_feats=feats_k,
+                    return_logits=True,
+                )
+                lp = res.logits_BSV[:, 0].float().log_softmax(-1).cpu()
+                tok = torch.tensor([a_b[j][k] for j in rows])
+                logp[rows] += lp.gather(1, tok[:, None])[:, 0]
+            out += logp.exp().tolist()
         return out
 
 

@@ -40,6 +40,13 @@ from ..vocab import Modality, Task, VocabLayout
 CAPTION_INSTRUCTION = "Describe this face in detail."
 
 
+def encode_answer(tokenizer, answer: str) -> list[int]:
+    """An answer's text ids as they follow their question in a VQA sequence: a space, then
+    the answer (with the byte-level BPE the space is its own token). Training and answer
+    scoring (:meth:`FacePipeline.answer_probability`) both read answers through this."""
+    return tokenizer.encode(" " + answer)
+
+
 @dataclass
 class TokenSequence:
     """One unpadded example (lists of equal length)."""
@@ -358,5 +365,5 @@ def mmu_from_record(
             max_text_len,
         )
     qa = vqa[_pick(len(vqa), generator)]
-    q, a = tokenizer.encode(qa["question"]), tokenizer.encode(" " + qa["answer"])
+    q, a = tokenizer.encode(qa["question"]), encode_answer(tokenizer, qa["answer"])
     return build_mmu(layout, codes, q, a, max_text_len)

@@ -32,6 +32,7 @@ from ..data.sequences import (
     build_mmu,
     build_t2i_with_dropout,
     collate,
+    encode_answer,
 )
 from ..diffusion.corruption import CorruptionConfig, corrupt
 from ..diffusion.losses import D3DiffConfig, d3diff_loss
@@ -155,7 +156,7 @@ def record_to_sequence(
         instruction = tokenizer.encode(CAPTION_INSTRUCTION)
         return build_caption(layout, codes, caption, instruction, cfg.max_text_len)
     qa = vqa[int(torch.randint(len(vqa), (), generator=g))]
-    q, a = tokenizer.encode(qa["question"]), tokenizer.encode(" " + qa["answer"])
+    q, a = tokenizer.encode(qa["question"]), encode_answer(tokenizer, qa["answer"])
     return build_mmu(layout, codes, q, a, cfg.max_text_len)
 
 
