@@ -46,7 +46,13 @@ from .config import from_dict, to_dict
 from .data.sequences import CAPTION_INSTRUCTION, encode_answer
 from .diffusion.samplers import SamplerConfig, build_sampler
 from .errors import UserError
-from .model import UnifiedTransformer, build_model, generate_text, make_image_denoiser
+from .model import (
+    UnifiedTransformer,
+    answer_logprob,
+    build_model,
+    generate_text,
+    make_image_denoiser,
+)
 from .model.config import ModelConfig
 from .tokenizer.autoencoder import LFQAutoencoder
 from .tokenizer.text import TextTokenizer
@@ -536,7 +542,8 @@ class FacePipeline:
         as the VQA model, e.g. ``answers = ["Yes"] * n``. The answer is read as training
         writes it (:func:`~unif2ace.data.sequences.encode_answer`: a space token, then the
         word) and its probability is the product over its tokens, each a softmax over the
-        text vocabulary (special tokens other than eos excluded) given the tokens before."""
+        text vocabulary (special tokens other than eos excluded) given the tokens before
+        (:func:`~unif2ace.model.text_decode.answer_logprob`, one forward per batch)."""
         items = _as_list(images, "images")
         if not (len(items) == len(questions) == len(answers)):
             raise UserError(
@@ -550,24 +557,9 @@ class FacePipeline:
         out: list[float] = []
         for i in range(0, len(items), _check_batch_size(batch_size)):
             codes, feats = self.encode_images(items[i : i + batch_size])
-            a_b, q_b = ans[i : i + batch_size], q_ids[i : i + batch_size]
-            logp = torch.zeros(len(a_b))
-            for k in range(max(map(len, a_b))):
-                rows = [j for j, a in enumerate(a_b) if len(a) > k]
-                feats_k = None if feats is None else {n: f[rows] for n, f in feats.items()}
-                res = generate_text(
-                    self.model,
-                    self.layout,
-                    codes[rows],
-                    [q_b[j] + a_b[j][:k] for j in rows],
-                    max_new_tokens=1,
-                    encoder_feats=feats_k,
-                    return_logits=True,
-                )
-                lp = res.logits_BSV[:, 0].float().log_softmax(-1).cpu()
-                tok = torch.tensor([a_b[j][k] for j in rows])
-                logp[rows] += lp.gather(1, tok[:, None])[:, 0]
-            out += logp.exp().tolist()
+            lp = answer_logprob(self.model, self.layout, codes, q_ids[i : i + batch_size],
+                                ans[i : i + batch_size], encoder_feats=feats)  # fmt: skip
+            out += lp.exp().tolist()
         return out
 
 

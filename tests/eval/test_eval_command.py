@@ -51,34 +51,32 @@ def test_answer_probability_is_a_batch_independent_distribution(fx):
 
 def test_answer_probability_is_the_teacher_forced_probability_of_the_trained_answer_ids(fx):
     """The scored answer is the token string training puts after a question (a space token,
-    then the word): P equals the product of one full forward's next-token probabilities over
-    those ids, and the first scored token is the space (scoring the bare word, as before,
-    measured a token the model is never trained to emit first)."""
+    then the word), and its probability (one left-padded forward per batch) equals the
+    product of the cached decoder's next-token probabilities, token by token. Scoring the
+    bare word (as before) measured a token the model is never trained to emit first."""
     from unif2ace.data.sequences import encode_answer
-    from unif2ace.model.text_decode import mmu_prefix
-    from unif2ace.vocab import Task
+    from unif2ace.model import generate_text
 
     pipe = FacePipeline.from_pretrained(fx["model"])
-    L, tok = pipe.layout, pipe.text_tokenizer
-    faces = [decode_image(r["image"]) for r in demo_records(2)]
-    qs, ans = ["Is he smiling?", "Is her hair red?"], ["Yes", "No"]
-    got = pipe.answer_probability(faces, qs, ans)
+    tok = pipe.text_tokenizer
+    faces = [decode_image(r["image"]) for r in demo_records(3)]
+    qs = ["Is he smiling?", "Is her hair red?", "What colour are her eyes?"]
+    ans = ["Yes", "No", "Dark brown, almost black"]  # answers of different lengths
+    got = pipe.answer_probability(faces, qs, ans, batch_size=3)
     codes, feats = pipe.encode_images(faces)
     want = []
-    for i in range(2):
+    for i in range(3):
         a = encode_answer(tok, ans[i])
-        assert len(a) == 2 and tok.decode(a[:1]) == " "
-        ids, mod = mmu_prefix(L, codes[i].tolist(), tok.encode(qs[i]) + a)
+        assert tok.decode(a[:1]) == " " and len(a) >= 2
         f = None if feats is None else {n: v[i : i + 1] for n, v in feats.items()}
-        with torch.no_grad():
-            out = pipe.model(torch.tensor([ids]), torch.tensor([mod]),
-                             torch.tensor([int(Task.MMU)]), encoder_feats=f)  # fmt: skip
-        logits = out.logits_BTV[0, :, : L.eos_id + 1].float()
-        logits[:, L.special_offset : L.eos_id] = float("-inf")
-        lp = logits.log_softmax(-1)
-        n = len(ids)
-        want.append(math.exp(sum(float(lp[n - 1 - len(a) + k, a[k]]) for k in range(len(a)))))
-    torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=2e-3, rtol=2e-2)
+        logp = 0.0
+        for k in range(len(a)):
+            res = generate_text(pipe.model, pipe.layout, codes[i : i + 1],
+                                [tok.encode(qs[i]) + a[:k]], max_new_tokens=1, encoder_feats=f,
+                                return_logits=True)  # fmt: skip
+            logp += float(res.logits_BSV[0, 0].float().log_softmax(-1)[a[k]])
+        want.append(math.exp(logp))
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-3, rtol=2e-2)
 
 
 def test_prompt_gap_is_zero_for_identical_prompts_and_matches_a_reference(fx):

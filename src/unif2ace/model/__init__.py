@@ -17,7 +17,7 @@ Public API::
 from .config import ModelConfig, model_preset
 from .denoiser import ImageDenoiser, make_image_denoiser
 from .scale import parameter_breakdown, preset_parameter_breakdown, training_flops_per_token
-from .text_decode import TextGeneration, generate_text, sample_next
+from .text_decode import TextGeneration, answer_logprob, generate_text, sample_next
 from .transformer import ModelOutput, RouterStats, UnifiedTransformer, build_model
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "TextGeneration",
     "UnifiedTransformer",
     "build_model",
+    "answer_logprob",
     "generate_text",
     "make_image_denoiser",
     "model_preset",

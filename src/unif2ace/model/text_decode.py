@@ -106,7 +106,6 @@ def generate_text(
     B = ids.shape[0]
     task = torch.full((B,), int(Task.MMU), dtype=torch.long, device=dev)
     vs = (0, layout.eos_id + 1)
-    banned = torch.tensor([i for i in range(layout.special_offset, layout.eos_id)], device=dev)
     cache = ModelCache.empty(len(model.layers)) if use_cache else None
     kw = dict(last_only=True, vocab_slice=vs, router_stats=False)
     out = model(ids, mod, task, encoder_feats=encoder_feats, cache=cache, **kw)
@@ -115,7 +114,7 @@ def generate_text(
     rows: list[list[int]] = [[] for _ in range(B)]  # generated ids on the host (no_repeat_ngram)
     all_logits: list[torch.Tensor] = []
     for _ in range(max_new_tokens):
-        logits = out.logits_BTV[:, -1].float().index_fill(1, banned, float("-inf"))
+        logits = text_logits(out.logits_BTV[:, -1], layout)
         if no_repeat_ngram and len(toks) >= no_repeat_ngram - 1:
             _ban_repeats(logits, rows, no_repeat_ngram)
         all_logits.append(logits)
@@ -137,6 +136,44 @@ def generate_text(
             mod = torch.cat([mod, step_mod], 1)
             out = model(ids, mod, task, encoder_feats=encoder_feats, **kw)
     return _collect(toks, layout, all_logits if return_logits else None)
+
+
+def text_logits(logits_BTV: torch.Tensor, layout: VocabLayout) -> torch.Tensor:
+    """Logits over what an answer may contain: the text vocabulary and eos (the columns
+    ``[0, eos]``), other special tokens at -inf. Decoding and answer scoring share it."""
+    out = logits_BTV[..., : layout.eos_id + 1].float().clone()
+    out[..., layout.special_offset : layout.eos_id] = float("-inf")
+    return out
+
+
+def answer_logprob(
+    model: UnifiedTransformer,
+    layout: VocabLayout,
+    image_codes: torch.Tensor | list[list[int]],
+    questions: list[list[int]],
+    answers: list[list[int]],
+    encoder_feats: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """log P(answer ids | image, question) per row, teacher-forced in one left-padded forward
+    over ``<|mmu|> <|soi|> image <|eoi|> bos question answer``: the sum of each answer token's
+    log-probability (:func:`text_logits`) given everything before it."""
+    if any(not a for a in answers):
+        raise UserError("empty answer; give the answer ids to score")
+    codes = image_codes.tolist() if isinstance(image_codes, torch.Tensor) else image_codes
+    pref = [mmu_prefix(layout, c, q + a) for c, q, a in zip(codes, questions, answers, strict=True)]
+    ids, mod = left_pad([p[0] for p in pref], layout.pad_id, [p[1] for p in pref])
+    dev = model.embed_tokens.weight.device
+    ids, mod = ids.to(dev), mod.to(dev)
+    task = torch.full((ids.shape[0],), int(Task.MMU), dtype=torch.long, device=dev)
+    out = model(ids, mod, task, encoder_feats=encoder_feats, vocab_slice=(0, layout.eos_id + 1),
+                router_stats=False)  # fmt: skip
+    lp = text_logits(out.logits_BTV, layout).log_softmax(-1)
+    T = ids.shape[1]
+    res = []
+    for b, a in enumerate(answers):
+        pos = torch.arange(T - 1 - len(a), T - 1, device=dev)  # positions predicting a
+        res.append(lp[b, pos, torch.tensor(a, device=dev)].sum())
+    return torch.stack(res).cpu()
 
 
 def repeat_bans(row: list[int], n: int) -> set[int]:
