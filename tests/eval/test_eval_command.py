@@ -138,6 +138,7 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path):
         g = m["splits"][split]["generation"]
         assert 0.0 <= s["generation_fidelity"] <= 1.0 and g["fidelity"]["n"] > 0
         assert s["fid"] >= 0.0 and 0.0 <= s["vqa_score"] <= 1.0
+        assert 0.0 < s["vqa_accuracy_blind"] < 1.0
         assert math.isfinite(s["prompt_gap_nats"]) and s["denoise_ce_nats"] > 0
         assert m["splits"][split]["understanding"]["vqa"]["n"] == 16  # 2 faces x 8 questions
     report = (tmp_path / "report" / "REPORT.md").read_text()

@@ -242,6 +242,31 @@ def test_vqa_references_score_one_and_always_no_is_split_by_type(faceforge):
     assert nos.accuracy == pytest.approx(n_no / len(refs))
 
 
+def test_blind_baseline_answers_with_the_training_majority(faceforge):
+    from unif2ace.eval.metrics import prior_answers
+
+    train = [
+        {"question": "Is she smiling?", "answer": "No", "attribute": "smile", "kind": "yes_no"},
+        {"question": "Is she smiling?", "answer": "No", "attribute": "smile", "kind": "yes_no"},
+        {"question": "Is she smiling?", "answer": "Yes", "attribute": "smile", "kind": "yes_no"},
+        {"question": "Is he smiling?", "answer": "Yes", "attribute": "smile", "kind": "yes_no"},
+        {"question": "Hair?", "answer": "Black", "attribute": "hair_color", "kind": "open"},
+    ]
+    asked = [
+        {"question": "is she smiling", "answer": "Yes", "attribute": "smile", "kind": "yes_no"},
+        {"question": "Are they smiling?", "answer": "Yes", "attribute": "smile", "kind": "yes_no"},
+        {"question": "Why?", "answer": "x", "attribute": "", "kind": "open"},
+    ]
+    # same normalised question -> its majority; unseen question -> its (attribute, kind)
+    # majority (a No/Yes tie: alphabetical); nothing alike -> the overall majority
+    assert prior_answers(train, asked) == ["No", "No", "No"]
+    with pytest.raises(UserError):
+        prior_answers([], asked)
+    refs = [qa for _, _, pairs in faceforge for qa in pairs]
+    blind = vqa_accuracy(prior_answers(refs, refs), refs).accuracy
+    assert 0.0 < blind < 1.0  # questions alone do not give FaceForge's answers
+
+
 @pytest.mark.parametrize(
     "pred,ref,attr,kind,ok",
     [

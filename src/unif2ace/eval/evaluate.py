@@ -266,7 +266,7 @@ def evaluate_understanding(pipe, data: str, split: str, cfg: EvalConfig, llm=Non
     an LLM :class:`~unif2ace.eval.llm.ChatBackend`, judged: the paper's Desc / Conv)."""
     from ..data.ontology import visible_labels
     from ..data.shards import decode_image
-    from .metrics import bleu_4, caption_attribute_scores, cider_d, vqa_accuracy
+    from .metrics import bleu_4, caption_attribute_scores, cider_d, prior_answers, vqa_accuracy
 
     recs = load_records(data, split, cfg.num, ["id", "image", "attributes", "caption", "vqa"])
     faces = [decode_image(r["image"]) for r in recs]
@@ -292,6 +292,9 @@ def evaluate_understanding(pipe, data: str, split: str, cfg: EvalConfig, llm=Non
         "cider_d": cider_d(captions, [[r] for r in refs]).score,
         "vqa": vqa_accuracy(answers, qa).to_dict(),
     }
+    train_qa = _train_vqa(data, split, cfg.num * 20)
+    if train_qa:  # the blind baseline: what the question alone predicts
+        metrics["vqa_blind"] = vqa_accuracy(prior_answers(train_qa, qa), qa).to_dict()
     it = iter(answers)
     examples = []
     for r, c in zip(recs, captions, strict=True):
@@ -306,6 +309,24 @@ def evaluate_understanding(pipe, data: str, split: str, cfg: EvalConfig, llm=Non
 
         metrics["llm_judge"] = llm_judge(llm, examples[: cfg.llm_faces])
     return {"metrics": metrics, "faces": faces, "examples": examples}
+
+
+def _train_vqa(data: str, split: str, num: int) -> list[dict]:
+    """Question/answer pairs of the first ``num`` training records (none when ``split`` is
+    itself the training split or the data has none)."""
+    from ..data.shards import iter_records
+
+    if split == "train":
+        return []
+    out: list[dict] = []
+    try:
+        for i, rec in enumerate(iter_records(data, "train", ["vqa"])):
+            if i >= num:
+                break
+            out += rec["vqa"] or []
+    except UserError:
+        return []
+    return out
 
 
 def evaluate_model(pipe, judge, data: str, cfg: EvalConfig, log=print, llm=None) -> dict:
@@ -352,6 +373,7 @@ def summary(metrics: dict) -> dict:
                 "caption_attribute_precision": u["caption_attributes"]["precision"],
                 "caption_attribute_f1_vs_labels": u["caption_attributes_vs_labels"]["f1"],
                 "vqa_accuracy": u["vqa"]["accuracy"],
+                "vqa_accuracy_blind": u.get("vqa_blind", {}).get("accuracy", math.nan),
                 "bleu_4": u["bleu_4"],
                 "cider_d": u["cider_d"],
             }

@@ -21,7 +21,7 @@ from .fid import (
 )
 from .llm_judge import JudgeScores, conv_scores, desc_scores, llm_judge, parse_score
 from .text import BleuScore, CiderScore, bleu, bleu_4, cider_d, tokenize
-from .vqa import VQAScores, answers_match, normalize_answer, vqa_accuracy
+from .vqa import VQAScores, answers_match, normalize_answer, prior_answers, vqa_accuracy
 
 __all__ = [
     "BleuScore",
@@ -46,6 +46,7 @@ __all__ = [
     "llm_judge",
     "mean_pairwise_distance",
     "normalize_answer",
+    "prior_answers",
     "pairwise_distances",
     "parse_score",
     "real_vs_real_fid",

@@ -44,6 +44,7 @@ __all__ = [
     "answers_match",
     "is_cant_tell",
     "normalize_answer",
+    "prior_answers",
     "vqa_accuracy",
 ]
 
@@ -184,3 +185,32 @@ def vqa_accuracy(predictions: Sequence[str], references: Sequence[Mapping[str, s
         by_answer_type=acc("answer_type"),
         counts={g: {k: n for k, (_, n) in sorted(h.items())} for g, h in hits.items()},
     )
+
+
+def prior_answers(
+    train: Sequence[Mapping[str, str]], questions: Sequence[Mapping[str, str]]
+) -> list[str]:
+    """The blind (question-only) baseline: for each question, the most common training answer
+    to the same normalised question, else to questions of its (attribute, kind), else the
+    most common answer overall. A model scoring no better has not read the image."""
+    from collections import Counter
+
+    def most(counter: Counter) -> str:
+        return min(counter.items(), key=lambda kv: (-kv[1], kv[0]))[0]  # ties: alphabetical
+
+    if not train:
+        raise UserError("the blind VQA baseline needs training question/answer pairs")
+    by_q: dict[str, Counter] = defaultdict(Counter)
+    by_attr: dict[tuple, Counter] = defaultdict(Counter)
+    overall: Counter = Counter()
+    for qa in train:
+        a = qa["answer"]
+        by_q[normalize_answer(qa["question"])][a] += 1
+        by_attr[(qa.get("attribute", "") or "", qa.get("kind", "open") or "open")][a] += 1
+        overall[a] += 1
+    out = []
+    for qa in questions:
+        key = (qa.get("attribute", "") or "", qa.get("kind", "open") or "open")
+        c = by_q.get(normalize_answer(qa["question"])) or by_attr.get(key) or overall
+        out.append(most(c))
+    return out
