@@ -208,3 +208,27 @@ def test_reuse_takes_a_finished_run_of_the_same_config_and_only_that(tiny_recipe
     a, b = (json.loads((d / "seed-0" / "eval.json").read_text())["summary"] for d in (src, dst))
     assert a == b
     assert (tmp_path / "loss" / "mask-only" / "seed-0" / log).is_file()
+
+
+def test_reuse_compares_trained_parts_by_content_not_path(tmp_path, monkeypatch):
+    import shutil
+
+    from unif2ace import bundled
+    from unif2ace.ablate import _comparable
+    from unif2ace.config import to_dict
+    from unif2ace.train.unified import load_run_config
+
+    tok = bundled.path("text_tokenizer")
+    copy = tmp_path / "elsewhere" / "tokenizer.json"
+    copy.parent.mkdir()
+    shutil.copy(tok, copy)
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    def cfg(text_tokenizer, data):
+        c = load_run_config("tiny", [f"data.text_tokenizer={text_tokenizer}", f"data.data={data}"])
+        return _comparable(to_dict(c))
+
+    assert cfg(tok, "data") == cfg(copy, str(tmp_path / "data"))  # same bytes, same folder
+    copy.write_text(copy.read_text().replace('"unk_token"', '"unk_tokn"', 1))
+    assert cfg(tok, "data") != cfg(copy, "data")  # other content: another run

@@ -94,6 +94,9 @@ def run_ablation(
     unknown = sorted(set(only or ()) - set(VARIANTS[kind]))
     if unknown:
         raise UserError(f"unknown {kind} variants {unknown}; valid: {', '.join(VARIANTS[kind])}")
+    missing = [str(r) for r in reuse or () if not Path(r).is_dir()]
+    if missing:
+        raise UserError(f"--reuse folder(s) {', '.join(missing)} do not exist")
     out = Path(out)
     todo = []
     for variant, overrides in VARIANTS[kind].items():
@@ -151,9 +154,28 @@ def run_ablation(
     return write_table(kind, out, split)
 
 
+def _comparable(cfg: dict) -> dict:
+    """A run config as ``--reuse`` compares it: trained parts named by their content (the same
+    tokenizer or encoder sits at other paths in other checkouts), the data folder absolute,
+    the vocabulary layout left out (a function of the tokenizers)."""
+    from .bundled import TRAINING_PARTS, content_digest
+
+    out = json.loads(json.dumps(cfg, default=str))
+    out.pop("layout", None)
+    for key in TRAINING_PARTS:  # the run-config keys of the tokenizers and encoders
+        section, name = key.split(".")
+        value = out.get(section, {}).get(name)
+        if value and Path(value).exists():
+            out[section][name] = "content:" + content_digest(value)
+    if out.get("data", {}).get("data"):
+        out["data"]["data"] = str(Path(out["data"]["data"]).resolve())
+    return out
+
+
 def _adopt_finished_run(preset: str, overrides: list[str], dest: Path, reuse, log) -> bool:
-    """Copy into ``dest`` a finished run under any ``reuse`` folder whose resolved config
-    equals ``preset`` + ``overrides``; returns whether one was found."""
+    """Copy into ``dest`` (atomically) a finished run under any ``reuse`` folder whose config
+    equals the one ``preset`` + ``overrides`` resolve to (:func:`_comparable`); returns
+    whether one was found."""
     import shutil
 
     from .config import to_dict
@@ -164,18 +186,24 @@ def _adopt_finished_run(preset: str, overrides: list[str], dest: Path, reuse, lo
         want = load_run_config(preset, overrides)
     except UserError:
         return False  # the training call will say why
-    cfg, steps = to_dict(want), want.train.steps
+    cfg, steps = _comparable(to_dict(want)), want.train.steps
     for root in reuse:
         for run in sorted(Path(root).glob("*/seed-*/run")):
-            latest = find_latest(run)
-            if latest is None or checkpoint_step(latest) != steps:
-                continue
-            have = read_config(run)
-            have.pop("layout", None)
-            if json.loads(json.dumps(have)) == json.loads(json.dumps(cfg, default=str)):
+            try:  # the config the final checkpoint was trained with
+                latest = find_latest(run)
+                if latest is None or checkpoint_step(latest) != steps:
+                    continue
+                same = _comparable(read_config(latest)) == cfg
+            except (UserError, OSError, ValueError, KeyError):
+                continue  # unreadable: not a candidate
+            if same:
                 log(f"[ablate] reusing the finished run {run} (same config) for {dest.parent}")
-                shutil.copytree(run, dest)
+                tmp = dest.with_name(dest.name + ".copying")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(run, tmp)
+                tmp.rename(dest)
                 return True
+    log(f"[ablate] no finished run with the config of {dest.parent} under the --reuse folders")
     return False
 
 
@@ -264,11 +292,11 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs at once, one process each")
     p.add_argument(
         "--reuse",
-        nargs="*",
+        action="append",
         default=[],
         metavar="DIR",
-        help="other ablation folders whose finished runs with the same resolved config are "
-        "copied instead of trained again (moe/both = loss/d3diff-a0.01)",
+        help="another ablation folder (repeatable) whose finished runs with the same resolved "
+        "config are copied instead of trained again (moe/both = loss/d3diff-a0.01)",
     )
     p.add_argument(
         "--threads",

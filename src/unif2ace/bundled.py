@@ -75,7 +75,12 @@ def digest(part: str) -> str:
     """Content hash of the bundled ``part``'s config and weights (sha256 of those files'
     names and bytes, 16 hex; cards and READMEs left out): a model folder that shares the
     part records it, and refuses an install whose part differs."""
-    p = resolve(BUNDLED, part)
+    return content_digest(resolve(BUNDLED, part))
+
+
+def content_digest(p: str | Path) -> str:
+    """:func:`digest` of any part folder (its config and weights) or single file."""
+    p = Path(p)
     files = sorted(f for f in p.iterdir() if f.name in _CONTENT) if p.is_dir() else [p]
     h = hashlib.sha256()
     for f in files:

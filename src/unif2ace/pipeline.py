@@ -540,10 +540,11 @@ class FacePipeline:
         """P(``answers[i]`` | image i, question i): the VQAScore of Lin et al. (2024,
         "Evaluating Text-to-Visual Generation with Image-to-Text Generation") with this model
         as the VQA model, e.g. ``answers = ["Yes"] * n``. The answer is read as training
-        writes it (:func:`~unif2ace.data.sequences.encode_answer`: a space token, then the
-        word) and its probability is the product over its tokens, each a softmax over the
-        text vocabulary (special tokens other than eos excluded) given the tokens before
-        (:func:`~unif2ace.model.text_decode.answer_logprob`, one forward per batch)."""
+        writes it (:func:`~unif2ace.data.sequences.encode_answer`: with a leading space, for
+        Yes/No its own token) and its probability is the product over its tokens, each a
+        softmax over the text vocabulary (special tokens other than eos excluded) given the
+        tokens before (:func:`~unif2ace.model.text_decode.answer_logprob`, one forward per
+        batch)."""
         items = _as_list(images, "images")
         if not (len(items) == len(questions) == len(answers)):
             raise UserError(

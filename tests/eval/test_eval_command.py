@@ -50,33 +50,38 @@ def test_answer_probability_is_a_batch_independent_distribution(fx):
 
 
 def test_answer_probability_is_the_teacher_forced_probability_of_the_trained_answer_ids(fx):
-    """The scored answer is the token string training puts after a question (a space token,
-    then the word), and its probability (one left-padded forward per batch) equals the
-    product of the cached decoder's next-token probabilities, token by token. Scoring the
-    bare word (as before) measured a token the model is never trained to emit first."""
+    """The scored answer is the token string training puts after a question (the answer with
+    a leading space; for Yes/No the space is its own token), and its log-probability (one
+    left-padded forward per batch) equals the sum of the cached decoder's next-token
+    log-probabilities, token by token. Scoring the bare word (as before) measured a token
+    the model is never trained to emit first."""
     from unif2ace.data.sequences import encode_answer
-    from unif2ace.model import generate_text
+    from unif2ace.model import answer_logprob, generate_text
 
     pipe = FacePipeline.from_pretrained(fx["model"])
     tok = pipe.text_tokenizer
     faces = [decode_image(r["image"]) for r in demo_records(3)]
-    qs = ["Is he smiling?", "Is her hair red?", "What colour are her eyes?"]
-    ans = ["Yes", "No", "Dark brown, almost black"]  # answers of different lengths
-    got = pipe.answer_probability(faces, qs, ans, batch_size=3)
+    qs = [
+        tok.encode(q) for q in ("Is he smiling?", "Is her hair red?", "What colour are her eyes?")
+    ]
+    ans = [encode_answer(tok, a) for a in ("Yes", "No", "Dark brown, almost black")]
+    assert tok.decode(ans[0][:1]) == " " and len(ans[0]) == 2 and len(ans[2]) > 2
     codes, feats = pipe.encode_images(faces)
+    with torch.no_grad():
+        got = answer_logprob(pipe.model, pipe.layout, codes, qs, ans, encoder_feats=feats)
     want = []
     for i in range(3):
-        a = encode_answer(tok, ans[i])
-        assert tok.decode(a[:1]) == " " and len(a) >= 2
         f = None if feats is None else {n: v[i : i + 1] for n, v in feats.items()}
         logp = 0.0
-        for k in range(len(a)):
-            res = generate_text(pipe.model, pipe.layout, codes[i : i + 1],
-                                [tok.encode(qs[i]) + a[:k]], max_new_tokens=1, encoder_feats=f,
-                                return_logits=True)  # fmt: skip
-            logp += float(res.logits_BSV[0, 0].float().log_softmax(-1)[a[k]])
-        want.append(math.exp(logp))
-    torch.testing.assert_close(torch.tensor(got), torch.tensor(want), atol=1e-3, rtol=2e-2)
+        for k in range(len(ans[i])):
+            res = generate_text(pipe.model, pipe.layout, codes[i : i + 1], [qs[i] + ans[i][:k]],
+                                max_new_tokens=1, encoder_feats=f, return_logits=True)  # fmt: skip
+            logp += float(res.logits_BSV[0, 0].float().log_softmax(-1)[ans[i][k]])
+        want.append(logp)
+    torch.testing.assert_close(got, torch.tensor(want), atol=2e-3 * max(map(len, ans)), rtol=1e-3)
+    probs = pipe.answer_probability(faces, ["Is he smiling?"] * 3, ["Yes"] * 3, batch_size=2)
+    yes = answer_logprob(pipe.model, pipe.layout, codes, [qs[0]] * 3, [ans[0]] * 3, feats).exp()
+    torch.testing.assert_close(torch.tensor(probs), yes, atol=1e-4, rtol=1e-3)
 
 
 def test_prompt_gap_is_zero_for_identical_prompts_and_matches_a_reference(fx):

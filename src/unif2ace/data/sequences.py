@@ -41,9 +41,10 @@ CAPTION_INSTRUCTION = "Describe this face in detail."
 
 
 def encode_answer(tokenizer, answer: str) -> list[int]:
-    """An answer's text ids as they follow their question in a VQA sequence: a space, then
-    the answer (with the byte-level BPE the space is its own token). Training and answer
-    scoring (:meth:`FacePipeline.answer_probability`) both read answers through this."""
+    """An answer's text ids as they follow their question in a VQA sequence: the answer with
+    a leading space (the byte-level BPE makes the space its own token before "Yes"/"No", and
+    merges it into others, " Black"). Training and answer scoring
+    (:meth:`FacePipeline.answer_probability`) both read answers through this."""
     return tokenizer.encode(" " + answer)
 
 

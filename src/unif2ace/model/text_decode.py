@@ -146,6 +146,7 @@ def text_logits(logits_BTV: torch.Tensor, layout: VocabLayout) -> torch.Tensor:
     return out
 
 
+@torch.no_grad()
 def answer_logprob(
     model: UnifiedTransformer,
     layout: VocabLayout,
