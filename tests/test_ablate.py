@@ -44,6 +44,10 @@ def test_table_from_finished_runs(tmp_path):
     assert m == pytest.approx(0.7) and s == pytest.approx(math.sqrt(0.02))
     md = (tmp_path / "ablation_moe.md").read_text()
     assert "| both | 2 | 0.700 ± 0.141 |" in md and "| none | 2 | 0.300 ± 0.141 |" in md
+    # none against the full model: -0.4 with SE 0.141 on ~2 df -> t = -2.83, p = 0.106
+    d = table["none"]["vs_both"]["generation_fidelity"]
+    assert d["delta"] == pytest.approx(-0.4) and d["p"] == pytest.approx(0.1056, abs=1e-3)
+    assert "| none | -0.400 (p 0.11) |" in md and "vs_both" not in table["both"]
 
 
 def test_variants_are_the_papers():

@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
         "both": ("model.token_moe=true", "model.seq_moe=true"),
     },
 }
+# the paper's full model, which every other variant is compared with (Welch's t-test)
+REFERENCE = {"loss": "d3diff-a0.01", "moe": "both"}
 # (summary key, column title, higher is better)
 COLUMNS = (
     ("generation_fidelity", "fidelity ↑", True),
@@ -234,6 +236,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def write_table(kind: str, out: Path, split: str) -> dict:
     """Write ``ablation_<kind>.json`` and ``.md`` from the finished runs; returns the table."""
+    from .eval.metrics.stats import welch_test
+
     rows = collect(kind, out, split)
     table = {
         v: {
@@ -242,6 +246,13 @@ def write_table(kind: str, out: Path, split: str) -> dict:
         }
         for v, r in rows.items()
     }
+    ref = REFERENCE[kind]
+    for v, r in rows.items():  # each variant against the full model, metric by metric
+        if v != ref and ref in rows:
+            table[v][f"vs_{ref}"] = {
+                k: vars(welch_test(*([x.get(k, math.nan) for x in rr] for rr in (r, rows[ref]))))
+                for k, _, _ in COLUMNS
+            }
     out.mkdir(parents=True, exist_ok=True)
     (out / f"ablation_{kind}.json").write_text(json.dumps(table, indent=2, default=str))
     lines = [
@@ -251,8 +262,29 @@ def write_table(kind: str, out: Path, split: str) -> dict:
     for v, t in table.items():
         cells = [_cell(*t[k]) for k, _, _ in COLUMNS]
         lines.append(f"| {v} | {t['seeds']} | " + " | ".join(cells) + " |")
+    diffs = [(v, t[f"vs_{ref}"]) for v, t in table.items() if f"vs_{ref}" in t]
+    if diffs:
+        lines += [
+            "",
+            f"Difference from `{ref}` (variant − {ref}; Welch's t-test over seeds, two-sided p; "
+            "**bold**: p < 0.05):",
+            "",
+            f"| {kind} variant | " + " | ".join(t for _, t, _ in COLUMNS) + " |",
+            "|---|" + "---|" * len(COLUMNS),
+        ]
+        for v, d in diffs:
+            lines.append(f"| {v} | " + " | ".join(_diff_cell(d[k]) for k, _, _ in COLUMNS) + " |")
     (out / f"ablation_{kind}.md").write_text("\n".join(lines) + "\n")
     return table
+
+
+def _diff_cell(d: dict) -> str:
+    if math.isnan(d["delta"]):
+        return "—"
+    if math.isnan(d["p"]):
+        return f"{d['delta']:+.3f}"
+    cell = f"{d['delta']:+.3f} (p {d['p']:.2f})"
+    return f"**{cell}**" if d["p"] < 0.05 else cell
 
 
 def _cell(m: float, s: float) -> str:

@@ -390,3 +390,26 @@ def test_cider_d_identity_is_ten_and_drops_with_edits():
     assert cider_d(["zebra", refs[1][0], refs[2][0]], refs).per_item[0] == 0.0
     with pytest.raises(UserError):
         cider_d(["x"], [])
+
+
+# ----------------------------------------------------------------------- ablation statistics
+def test_welch_test_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    from scipy.special import betainc as sp_betainc
+
+    from unif2ace.eval.metrics.stats import betainc, welch_test
+
+    for a, b, x in [(1.5, 0.5, 0.3), (0.5, 0.5, 0.99), (10, 0.5, 0.9), (2, 3, 0.01), (1, 1, 0.5)]:
+        assert betainc(a, b, x) == pytest.approx(float(sp_betainc(a, b, x)), rel=1e-9, abs=1e-12)
+    cases = [
+        ([4.79, 4.81, 4.66], [4.67, 5.16, 4.68]),
+        ([0.1, 0.2, 0.3], [0.5, 0.6, 0.8]),
+        ([1.0, 1.1], [3.0, 3.2, 2.9, 3.1]),
+        ([0.42, 0.41, 0.43], [0.42, 0.42, 0.44]),
+    ]
+    for a, b in cases:
+        ours, ref = welch_test(a, b), stats.ttest_ind(a, b, equal_var=False)
+        assert ours.p == pytest.approx(float(ref.pvalue), rel=1e-7)
+        assert ours.delta / ours.se == pytest.approx(float(ref.statistic), rel=1e-9)
+    assert math.isnan(welch_test([1.0], [2.0, 3.0]).p) and welch_test([1.0], [2.0]).delta == -1.0
+    assert welch_test([1.0, 1.0], [1.0, 1.0]).p == 1.0
