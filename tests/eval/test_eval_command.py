@@ -148,6 +148,7 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path):
         assert m["splits"][split]["understanding"]["vqa"]["n"] == 16  # 2 faces x 8 questions
     report = (tmp_path / "report" / "REPORT.md").read_text()
     assert "## test_heldout" in report and "generation_fidelity" in report
+    assert "blind baseline, the question alone" in report
     for name in ("fidelity_test.png", "generated_test.png", "described_test_heldout.png"):
         assert (tmp_path / "report" / name).is_file(), name
 

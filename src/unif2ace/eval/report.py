@@ -130,7 +130,12 @@ def _split_section(m: dict, media: dict, split: str, out: Path, contact_sheet) -
             f"{_fmt(cl['recall'])} | {_fmt(cl['f1'])} |",
             "",
             f"BLEU-4 {_fmt(u['bleu_4'])}, CIDEr-D {_fmt(u['cider_d'])}; VQA accuracy "
-            f"{_fmt(v['accuracy'])} over {v['n']} questions",
+            f"{_fmt(v['accuracy'])} over {v['n']} questions"
+            + (
+                f" (blind baseline, the question alone: {_fmt(u['vqa_blind']['accuracy'])})"
+                if "vqa_blind" in u
+                else ""
+            ),
             "",
             "| VQA by category | accuracy |",
             "|---|---|",
