@@ -46,6 +46,17 @@ def mmu_prefix(layout: VocabLayout, codes: list[int], question: list[int]):
     return ids, mod
 
 
+def mmu_batch(model: UnifiedTransformer, layout: VocabLayout, image_codes, texts: list[list[int]]):
+    """(ids_BT, modality_BT, task_B) on the model's device: each image's
+    :func:`mmu_prefix` with its text, left-padded to one length."""
+    codes = image_codes.tolist() if isinstance(image_codes, torch.Tensor) else image_codes
+    pref = [mmu_prefix(layout, c, t) for c, t in zip(codes, texts, strict=True)]
+    ids, mod = left_pad([p[0] for p in pref], layout.pad_id, [p[1] for p in pref])
+    dev = model.embed_tokens.weight.device
+    task = torch.full((ids.shape[0],), int(Task.MMU), dtype=torch.long, device=dev)
+    return ids.to(dev), mod.to(dev), task
+
+
 def sample_next(
     logits_BV: torch.Tensor,
     temperature: float = 0.0,
@@ -98,13 +109,8 @@ def generate_text(
     """
     if no_repeat_ngram < 0:
         raise UserError(f"no_repeat_ngram must be >= 0, got {no_repeat_ngram}")
-    codes = image_codes.tolist() if isinstance(image_codes, torch.Tensor) else image_codes
-    pref = [mmu_prefix(layout, c, q) for c, q in zip(codes, questions, strict=True)]
-    ids, mod = left_pad([p[0] for p in pref], layout.pad_id, [p[1] for p in pref])
-    dev = model.embed_tokens.weight.device
-    ids, mod = ids.to(dev), mod.to(dev)
-    B = ids.shape[0]
-    task = torch.full((B,), int(Task.MMU), dtype=torch.long, device=dev)
+    ids, mod, task = mmu_batch(model, layout, image_codes, questions)
+    dev, B = ids.device, ids.shape[0]
     vs = (0, layout.eos_id + 1)
     cache = ModelCache.empty(len(model.layers)) if use_cache else None
     kw = dict(last_only=True, vocab_slice=vs, router_stats=False)
@@ -160,12 +166,9 @@ def answer_logprob(
     log-probability (:func:`text_logits`) given everything before it."""
     if any(not a for a in answers):
         raise UserError("empty answer; give the answer ids to score")
-    codes = image_codes.tolist() if isinstance(image_codes, torch.Tensor) else image_codes
-    pref = [mmu_prefix(layout, c, q + a) for c, q, a in zip(codes, questions, answers, strict=True)]
-    ids, mod = left_pad([p[0] for p in pref], layout.pad_id, [p[1] for p in pref])
-    dev = model.embed_tokens.weight.device
-    ids, mod = ids.to(dev), mod.to(dev)
-    task = torch.full((ids.shape[0],), int(Task.MMU), dtype=torch.long, device=dev)
+    texts = [q + a for q, a in zip(questions, answers, strict=True)]
+    ids, mod, task = mmu_batch(model, layout, image_codes, texts)
+    dev = ids.device
     out = model(ids, mod, task, encoder_feats=encoder_feats, vocab_slice=(0, layout.eos_id + 1),
                 router_stats=False)  # fmt: skip
     lp = text_logits(out.logits_BTV, layout).log_softmax(-1)
