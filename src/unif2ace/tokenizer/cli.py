@@ -31,6 +31,20 @@ def _add_train_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="small", help="tiny | small | paper (default: small)")
     _add_run_args(p, steps=20_000, lr=2e-4, warmup=500, detail=0.0, sample=500, ckpt=250)
     p.add_argument(
+        "--region-weight",
+        type=float,
+        default=0.0,
+        help="weight pixel losses up around the eyes, ear lobes, mouth, cheeks and mole of "
+        "FaceForge faces (their landmarks; 1 = the regions weigh as much as the rest); 0 = off",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="TOKENIZER",
+        help="start from this tokenizer's weights (a folder, or 'bundled') instead of random "
+        "ones: fine-tuning; its shape replaces --preset",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -113,19 +127,32 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def _run_train_tokenizer(args: argparse.Namespace) -> int:
+    from .. import bundled
+    from ..errors import UserError
     from .autoencoder import TokenizerConfig, preset_config
     from .train_image import TrainConfig, train_tokenizer
 
     cfg = preset_config(args.preset)
     overrides = _parse_overrides(args.set)
-    if overrides:
+    init = bundled.resolve(args.init, "image_tokenizer")
+    if init is not None:
+        if overrides:
+            raise UserError("--set changes the shape; it cannot be combined with --init")
+        if not (Path(init) / "config.json").is_file():
+            raise UserError(f"--init: {init} is not an image tokenizer folder (no config.json)")
+        cfg = TokenizerConfig.from_dict(json.loads((Path(init) / "config.json").read_text()))
+    elif overrides:
         cfg = TokenizerConfig.from_dict({**cfg.to_dict(), **overrides})
     shards, samples, fields = _run_settings(args, cfg.resolution)
+    fields["region_weight"] = args.region_weight
     print(
-        f"training {args.preset} tokenizer: {cfg.resolution}px, f={cfg.downsample}, "
-        f"{cfg.grid}x{cfg.grid} tokens, {cfg.codebook_size} codes; {len(shards)} shards"
+        f"training {'' if init else args.preset + ' '}tokenizer: {cfg.resolution}px, "
+        f"f={cfg.downsample}, {cfg.grid}x{cfg.grid} tokens, {cfg.codebook_size} codes; "
+        f"{len(shards)} shards"
     )
-    train_tokenizer(cfg, TrainConfig(**fields), shards, args.out, sample_images_BCHW=samples)
+    train_tokenizer(
+        cfg, TrainConfig(**fields), shards, args.out, sample_images_BCHW=samples, init=init
+    )
     print(f"tokenizer saved to {Path(args.out) / 'tokenizer'}")
     return 0
 

@@ -66,6 +66,9 @@ class ImageStream:
         batch_size: images per batch.
         seed: order seed; epoch ``e`` uses seeds derived from ``(seed, e)``.
         shuffle: visit shards and rows in a seeded random order (else file order).
+        landmarks: also read each record's labels and identity, so that
+            :meth:`next_batch_landmarks` can give the face landmarks of every image
+            (:mod:`unif2ace.tokenizer.regions`); the image order is the same either way.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class ImageStream:
         batch_size: int,
         seed: int = 0,
         shuffle: bool = True,
+        landmarks: bool = False,
     ) -> None:
         if not shards:
             raise UserError(
@@ -85,10 +89,11 @@ class ImageStream:
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
+        self.landmarks = landmarks
         self.epoch = 0
         self.shard_pos = 0
         self.row_pos = 0
-        self._cache: tuple[tuple[int, int], list[bytes], list[int]] | None = None
+        self._cache: tuple[tuple[int, int], list[bytes], list[int], list] | None = None
 
     # --- position ------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -109,23 +114,45 @@ class ImageStream:
             _permutation(n, self.seed * 1_000_003 + self.epoch) if self.shuffle else list(range(n))
         )
 
-    def _rows(self) -> tuple[list[bytes], list[int]]:
-        """Image bytes and row order of the current shard (cached)."""
+    def _rows(self) -> tuple[list[bytes], list[int], list]:
+        """Image bytes, row order and per-row ``(attributes, identity)`` (or ``None``) of the
+        current shard (cached)."""
         key = (self.epoch, self.shard_pos)
         if self._cache is None or self._cache[0] != key:
             idx = self._shard_order()[self.shard_pos]
-            images = pq.read_table(self.shards[idx], columns=["image"]).column("image").to_pylist()
+            path = self.shards[idx]
+            table = pq.read_table(path, columns=["image"])
+            images = table.column("image").to_pylist()
+            meta: list = [None] * len(images)
+            if self.landmarks:
+                names = pq.read_schema(path).names
+                if "identity" in names and "attributes" in names:
+                    t = pq.read_table(path, columns=["attributes", "identity"]).to_pydict()
+                    meta = list(zip(t["attributes"], t["identity"], strict=True))
             seed = (self.seed * 1_000_003 + self.epoch) * 100_003 + idx
             order = _permutation(len(images), seed) if self.shuffle else list(range(len(images)))
-            self._cache = (key, images, order)
-        return self._cache[1], self._cache[2]
+            self._cache = (key, images, order, meta)
+        return self._cache[1], self._cache[2], self._cache[3]
 
     def next_batch(self) -> torch.Tensor:
         """The next ``(B, 3, R, R)`` batch in ``[-1, 1]``; advances the position."""
+        return self._next()[0]
+
+    def next_batch_landmarks(self) -> tuple[torch.Tensor, list]:
+        """The next batch and each image's landmarks in its pixels (``None`` where the record
+        has none; ``landmarks=True`` streams only)."""
+        if not self.landmarks:
+            raise ValueError("this ImageStream was made without landmarks=True")
+        return self._next()
+
+    def _next(self) -> tuple[torch.Tensor, list]:
+        from .regions import record_landmarks
+
         out: list[torch.Tensor] = []
+        marks: list = []
         empty_shards = 0
         while len(out) < self.batch_size:
-            images, order = self._rows()
+            images, order, meta = self._rows()
             if self.row_pos >= len(order):
                 empty_shards = empty_shards + 1 if not order else 0
                 if empty_shards > len(self.shards):
@@ -135,9 +162,14 @@ class ImageStream:
                 if self.shard_pos >= len(self.shards):
                     self.shard_pos, self.epoch = 0, self.epoch + 1
                 continue
-            out.append(png_to_tensor(images[order[self.row_pos]], self.resolution))
+            row = order[self.row_pos]
+            out.append(png_to_tensor(images[row], self.resolution))
+            if self.landmarks:
+                marks.append(
+                    record_landmarks(*meta[row], size=self.resolution) if meta[row] else None
+                )
             self.row_pos += 1
-        return torch.stack(out)
+        return torch.stack(out), marks
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         while True:

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import UserError
 from .autoencoder import LFQAutoencoder, TokenizerConfig
 from .images import ImageStream, save_grid
+from .regions import region_map, region_weights
 
 CKPT = "checkpoint"
 
@@ -49,6 +50,7 @@ class TrainConfig:
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     detail_weight: float = 0.0  # λ of :func:`detail_map`; 0 = plain pixel losses
+    region_weight: float = 0.0  # strength of :func:`regions.region_weights`; 0 = none
     bf16: bool = True
     seed: int = 0
     log_every: int = 10
@@ -82,23 +84,38 @@ def detail_map(images_BCHW: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 def pixel_losses(
-    recon_BCHW: torch.Tensor, images_BCHW: torch.Tensor, detail_weight: float
+    recon_BCHW: torch.Tensor,
+    images_BCHW: torch.Tensor,
+    detail_weight: float,
+    region_weights_B1HW: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """L1 and L2 reconstruction errors (fp32), edge-weighted by :func:`detail_map` if λ > 0."""
+    """L1 and L2 reconstruction errors (fp32), weighted per pixel by :func:`detail_map`
+    (if λ > 0) times ``region_weights_B1HW`` (:func:`regions.region_weights`, if given);
+    normalised by the mean weight, so uniform weights give the plain losses."""
     diff = recon_BCHW.float() - images_BCHW
-    if detail_weight > 0:
-        w = detail_map(images_BCHW, detail_weight)
+    w = detail_map(images_BCHW, detail_weight) if detail_weight > 0 else None
+    if region_weights_B1HW is not None:
+        w = region_weights_B1HW if w is None else w * region_weights_B1HW
+    if w is not None:
         return (w * diff.abs()).mean() / w.mean(), (w * diff.pow(2)).mean() / w.mean()
     return diff.abs().mean(), diff.pow(2).mean()
 
 
 def tokenizer_loss(
-    model: LFQAutoencoder, images_BCHW: torch.Tensor, cfg: TrainConfig
+    model: LFQAutoencoder,
+    images_BCHW: torch.Tensor,
+    cfg: TrainConfig,
+    landmarks: list | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total training loss and its parts (floats, for logging)."""
+    """Total training loss and its parts (floats, for logging).
+
+    ``landmarks``: per image (or ``None``), used when ``cfg.region_weight`` > 0."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         out = model(images_BCHW)
-    l1, l2 = pixel_losses(out.recon_BCHW, images_BCHW, cfg.detail_weight)
+    rw = None
+    if cfg.region_weight > 0 and landmarks is not None:
+        rw = region_weights(region_map(landmarks, images_BCHW.shape[-1]), cfg.region_weight)
+    l1, l2 = pixel_losses(out.recon_BCHW, images_BCHW, cfg.detail_weight, rw)
     q = model.quantizer
     loss = (
         cfg.l1_weight * l1
@@ -241,6 +258,7 @@ def train_tokenizer(
     sample_images_BCHW: torch.Tensor | None = None,
     stop_after: int | None = None,
     log: Callable[[str], None] = print,
+    init: str | Path | None = None,
 ) -> LFQAutoencoder:
     """Train (or resume training of) an LFQ tokenizer; returns the model.
 
@@ -252,19 +270,32 @@ def train_tokenizer(
             ``metrics.jsonl``, ``samples/step-XXXXXXX.png`` (originals over reconstructions).
         sample_images_BCHW: fixed images for the reconstruction grids (default: first batch).
         stop_after: stop (after checkpointing) once this step is reached, as if killed.
+        init: a tokenizer folder to start from (fine-tuning; its config replaces
+            ``model_cfg``); ignored when resuming, since the checkpoint holds the weights.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = find_checkpoint(out)
+    start = None
     if ckpt is not None:
         model_cfg = _resumed_config(ckpt, model_cfg, cfg, log)
+    elif init is not None:
+        start = LFQAutoencoder.from_pretrained(init)
+        model_cfg = start.config
+        log(f"starting from the weights of {init}")
     torch.manual_seed(cfg.seed)
     # channels_last: oneDNN's convolutions run a small-preset step (batch 16, 128 px, bf16)
     # 1.16x faster on these CPUs (benchmarks/bench_tokenizer_layout.py; the 32-px tiny preset
     # is 3x slower, but it trains for seconds). Weights are saved contiguous.
-    model = LFQAutoencoder(model_cfg).to(memory_format=torch.channels_last)
+    model = LFQAutoencoder(model_cfg)
+    if start is not None:
+        model.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
+    model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
-    stream = ImageStream(train_shards, model_cfg.resolution, cfg.batch_size, seed=cfg.seed)
+    regions = cfg.region_weight > 0
+    stream = ImageStream(
+        train_shards, model_cfg.resolution, cfg.batch_size, seed=cfg.seed, landmarks=regions
+    )
     step = load_checkpoint(ckpt, model, opt, stream) if ckpt is not None else 0
     if ckpt is not None:
         log(f"resuming from {ckpt} at step {step}")
@@ -277,10 +308,11 @@ def train_tokenizer(
     t0, start_step = time.time(), step
     model.train()
     while step < end:
-        images = stream.next_batch().contiguous(memory_format=torch.channels_last)
+        images, marks = stream.next_batch_landmarks() if regions else (stream.next_batch(), None)
+        images = images.contiguous(memory_format=torch.channels_last)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss, parts = tokenizer_loss(model, images, cfg)
+        loss, parts = tokenizer_loss(model, images, cfg, marks)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
