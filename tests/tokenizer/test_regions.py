@@ -15,6 +15,7 @@ from unif2ace.data.faceforge.build import build_dataset
 from unif2ace.data.faceforge.render import face_landmarks
 from unif2ace.data.shards import list_shards
 from unif2ace.tokenizer.autoencoder import LFQAutoencoder, TokenizerConfig
+from unif2ace.tokenizer.export import export_tokenizer
 from unif2ace.tokenizer.images import ImageStream
 from unif2ace.tokenizer.regions import (
     FINE_REGIONS,
@@ -130,6 +131,10 @@ def test_region_weighted_run_and_init(ff, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert rows and all(r["l1"] > 0 for r in rows)
     assert LFQAutoencoder.from_pretrained(tmp_path / "b" / "tokenizer").config == micro
+    # the exported card names where the fine-tune started, with that run's steps
+    card = export_tokenizer(tmp_path / "b" / "tokenizer", tmp_path / "e") / "MODEL_CARD.md"
+    text = card.read_text()
+    assert "fine-tuned" in text and "(a: 2 steps" in text, text
 
 
 def test_cli_init_errors(ff, tmp_path, capsys):

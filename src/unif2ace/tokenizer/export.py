@@ -35,11 +35,15 @@ def run_summary(run_dir: Path) -> dict:
     times = [rows[s]["time"] for s in steps]
     wall = sum(b - a for a, b in zip(times, times[1:], strict=False) if 0 < b - a < _PAUSE_S)
     last = rows[steps[-1]] if steps else {}
-    return {
+    out = {
         "steps": steps[-1] if steps else None,
         "train_wall_s": round(wall, 1),
         "final": {k: round(float(last[k]), 4) for k in ("loss", "l1", "l2") if k in last},
     }
+    init = run_dir / "init.json"  # a fine-tune: where it started (train_image.record_init)
+    if init.is_file():
+        out["init"] = json.loads(init.read_text())
+    return out
 
 
 def export_tokenizer(
@@ -118,6 +122,17 @@ def tokenizer_card(
         f"- steps: {run['steps']}; training wall time {run['train_wall_s'] / 3600:.2f} h"
         + (f" on {hardware}" if hardware else ""),
     ]
+    init = run.get("init")
+    if init:
+        before = (
+            f"{init['steps']} steps, {init['train_wall_s'] / 3600:.2f} h"
+            if init.get("steps")
+            else "its own run"
+        )
+        lines.append(
+            f"- fine-tuned: the steps above start from the weights of `{Path(init['init']).name}"
+            f"` ({Path(init['init']).parent.name}: {before})"
+        )
     if run["final"]:
         lines.append(f"- final losses: {run['final']}")
     if command:

@@ -182,6 +182,17 @@ def save_checkpoint(
     shutil.rmtree(old, ignore_errors=True)
 
 
+def record_init(out: Path, init: str | Path) -> None:
+    """Write ``out/init.json``: the tokenizer a fine-tune started from and, when that is a
+    run's ``tokenizer/`` folder, the steps and wall time of that run (for the model card)."""
+    from .export import run_summary
+
+    info = {"init": str(init), **run_summary(Path(init).parent)}
+    tmp = out / "init.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    tmp.replace(out / "init.json")
+
+
 def find_checkpoint(out: Path) -> Path | None:
     """The complete checkpoint folder in ``out`` (``checkpoint``, else ``checkpoint.old``)."""
     for name in (CKPT, f"{CKPT}.old"):
@@ -282,6 +293,7 @@ def train_tokenizer(
     elif init is not None:
         start = LFQAutoencoder.from_pretrained(init)
         model_cfg = start.config
+        record_init(out, init)
         log(f"starting from the weights of {init}")
     torch.manual_seed(cfg.seed)
     # channels_last: oneDNN's convolutions run a small-preset step (batch 16, 128 px, bf16)
