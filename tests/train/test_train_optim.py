@@ -117,6 +117,32 @@ def test_ema_update_swap_and_errors():
         EMA(model, 1.0)
 
 
+def test_ema_warmup_forgets_the_initialisation():
+    """With warm-up the decay of update n is min(decay, (1+n)/(10+n)), so after n updates of
+    a constant model the initial weights keep a share prod_i d_i (tiny), where a fixed 0.999
+    keeps 0.999^n; the update is a pure function of n (exact resume)."""
+    model = nn.Linear(2, 1, bias=False)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    fixed, warm = EMA(model, 0.999), EMA(model, 0.999, warmup=True)
+    for m in (fixed, warm):  # both start at the initial weights
+        m.shadow["weight"].copy_(start)
+    assert warm.decay_at(1) == pytest.approx(2 / 11) and warm.decay_at(10**6) == 0.999
+    assert fixed.decay_at(1) == 0.999
+    share = 1.0
+    for n in range(1, 201):
+        fixed.update(model, n)
+        warm.update(model, n)
+        share *= warm.decay_at(n)
+    want = share * start + (1 - share) * model.weight.detach()
+    assert torch.allclose(warm.shadow["weight"], want, atol=1e-6)
+    assert share < 1e-9
+    fixed_share = 0.999**200
+    want_fixed = fixed_share * start + (1 - fixed_share) * model.weight.detach()
+    assert torch.allclose(fixed.shadow["weight"], want_fixed, atol=1e-5)
+
+
 def test_train_config_round_trip_overrides_and_accumulation():
     cfg = apply_overrides(TrainConfig(), ["optim.lr=1e-3", "steps=7", "autocast=none"])
     assert cfg.optim.lr == 1e-3 and cfg.steps == 7 and cfg.autocast == "none"

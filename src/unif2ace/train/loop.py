@@ -152,7 +152,7 @@ def train(
     )
     raw = unwrap(model)
     optimizer = build_optimizer(raw, cfg.optim)
-    ema = EMA(raw, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+    ema = EMA(raw, cfg.optim.ema_decay, cfg.optim.ema_warmup) if cfg.optim.ema_decay > 0 else None
     state, rng, ckpt = TrainState(world_size=info.world_size), None, resume_path(resume, out_dir)
     if ckpt is not None:
         loaded = load_checkpoint(ckpt, model, optimizer, ema, rank=info.rank)
@@ -201,7 +201,7 @@ def train(
             if torch.isfinite(grad_norm):
                 optimizer.step()
                 if ema is not None:
-                    ema.update(raw)
+                    ema.update(raw, state.step + 1)
             else:
                 state.skipped_steps += 1
             optimizer.zero_grad(set_to_none=True)
