@@ -143,6 +143,15 @@ def export_model(
     if weights == "ema" and (ckpt / EMA_FILE).is_file():
         load_model_weights(ckpt, pipe.model, file=EMA_FILE)
         used = "ema"
+    elif weights == "ema-debiased":
+        from .train.unified import debiased_ema
+
+        sd = debiased_ema(ckpt)
+        load_model_weights(ckpt, pipe.model, file=EMA_FILE)  # frozen parameters, then:
+        unexpected = pipe.model.load_state_dict(sd, strict=False).unexpected_keys
+        if unexpected:
+            raise UserError(f"de-biased EMA does not match the model: {unexpected[:5]}")
+        used = "ema, de-biased (the fixed-decay average without its random start)"
     if image_tokenizer is not None:
         pipe.image_tokenizer = _same_codes_tokenizer(ckpt, Path(image_tokenizer))
     if sampler:
@@ -329,7 +338,14 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     )
     p.add_argument("--checkpoint", required=True, help="checkpoint folder or training run folder")
     p.add_argument("--out", required=True, help="model folder to write")
-    p.add_argument("--weights", choices=["ema", "model"], default="ema")
+    p.add_argument(
+        "--weights",
+        choices=["ema", "model", "ema-debiased"],
+        default="ema",
+        help="ema (default; the live weights when the run kept none), model (the live "
+        "weights), ema-debiased (a run made with a fixed EMA decay, optim.ema_warmup=false: "
+        "its average without the random initialisation it still holds)",
+    )
     p.add_argument("--tokenizer-dtype", choices=["fp32", "bf16"], default="fp32")
     p.add_argument(
         "--weights-format",

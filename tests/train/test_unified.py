@@ -168,6 +168,41 @@ def test_resume_from_a_middle_checkpoint_repeats_the_losses_exactly(fx, tmp_path
     assert got == {s: ref[s] for s in range(4, 9)}  # exact float equality
 
 
+def test_debiased_ema_is_the_average_of_the_trained_weights_alone(fx, tmp_path):
+    """A fixed-decay EMA (optim.ema_warmup=false) after n steps holds d^n of the initial
+    weights; debiased_ema removes exactly that: it equals sum_k (1-d) d^(n-k) theta_k /
+    (1 - d^n) over the live weights theta_k of every step (a checkpoint per step)."""
+    from unif2ace.train.checkpoint import load_tensors
+    from unif2ace.train.unified import debiased_ema
+
+    d, n = 0.8, 5
+    common = ("train.steps=5", "train.ckpt_every=1", "train.keep_last=0", "train.log_every=1")
+    cfg = _cfg(fx, *common, f"train.optim.ema_decay={d}", "train.optim.ema_warmup=false")
+    train_model(cfg, tmp_path / "run", verbose=False)
+    ck = tmp_path / "run" / "checkpoints"
+    live = [load_tensors(ck / f"step-{k:08d}" / "model.safetensors") for k in range(1, n + 1)]
+    got = debiased_ema(ck / f"step-{n:08d}")
+    raw = load_tensors(ck / f"step-{n:08d}" / "ema.safetensors")
+    moved = 0
+    for name, t in got.items():
+        want = sum((1 - d) * d ** (n - k) * live[k - 1][name].float() for k in range(1, n + 1))
+        want = want / (1 - d**n)
+        assert torch.allclose(t.float(), want, atol=1e-5), name
+        moved += int(not torch.allclose(raw[name].float(), want, atol=1e-5))
+    assert moved > len(got) // 2  # the raw average is off: it still holds the initial weights
+    from unif2ace.export import export_model
+    from unif2ace.pipeline import FacePipeline
+
+    out = export_model(ck / f"step-{n:08d}", tmp_path / "exported", weights="ema-debiased")
+    exported = dict(FacePipeline.from_pretrained(out).model.named_parameters())
+    for name, t in got.items():  # stored in bf16
+        assert torch.allclose(exported[name].float(), t.float(), atol=1e-2, rtol=1e-2), name
+    warm = _cfg(fx, "train.steps=1", "train.optim.ema_decay=0.8")  # warm-up: nothing to remove
+    train_model(warm, tmp_path / "warm", verbose=False)
+    with pytest.raises(UserError, match="ema_warmup"):
+        debiased_ema(tmp_path / "warm" / "checkpoints" / "step-00000001")
+
+
 def test_prefetching_thread_changes_no_loss_and_no_resume(fx, tmp_path):
     common = ("train.steps=8", "train.log_every=1", "train.ckpt_every=3", "train.keep_last=0")
     train_model(_cfg(fx, *common), tmp_path / "ref", verbose=False)
