@@ -190,6 +190,12 @@ def test_debiased_ema_is_the_average_of_the_trained_weights_alone(fx, tmp_path):
         assert torch.allclose(t.float(), want, atol=1e-5), name
         moved += int(not torch.allclose(raw[name].float(), want, atol=1e-5))
     assert moved > len(got) // 2  # the raw average is off: it still holds the initial weights
+    cfg_file = ck / f"step-{n:08d}" / "config.json"  # a config from before the field existed
+    old = json.loads(cfg_file.read_text())
+    del old["train"]["optim"]["ema_warmup"]
+    cfg_file.write_text(json.dumps(old))
+    again = debiased_ema(ck / f"step-{n:08d}")
+    assert all(torch.equal(again[k], got[k]) for k in got)
     from unif2ace.export import export_model
     from unif2ace.pipeline import FacePipeline
 

@@ -298,13 +298,14 @@ def debiased_ema(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     ``d^n θ_0 + (1 - d) Σ_k d^(n-k) θ_k``, so ``(EMA - d^n θ_0) / (1 - d^n)`` weighs the
     trained weights alone. θ_0 is rebuilt with :func:`build_initial_model` (as
     :func:`train_model` builds it). At 2,400 steps of d = 0.999, θ_0 is 9 % of the raw EMA."""
-    from .checkpoint import EMA_FILE, STATE_JSON, load_tensors
+    from .checkpoint import EMA_FILE, STATE_JSON, load_tensors, read_config
 
     folder = Path(checkpoint)
     if not (folder / EMA_FILE).is_file():
         raise UserError(f"{str(folder)!r} has no {EMA_FILE}; nothing to de-bias")
     cfg, layout = read_checkpoint_config(folder)
-    if cfg.train.optim.ema_warmup:
+    # a config without the field predates the warm-up: it averaged with the fixed decay
+    if read_config(folder).get("train", {}).get("optim", {}).get("ema_warmup", False):
         raise UserError(
             f"{str(folder)!r} averaged with EMA warm-up (optim.ema_warmup), which already "
             "forgets the initial weights; export its EMA as it is (--weights ema)"
