@@ -194,8 +194,17 @@ def test_debiased_ema_is_the_average_of_the_trained_weights_alone(fx, tmp_path):
     old = json.loads(cfg_file.read_text())
     del old["train"]["optim"]["ema_warmup"]
     cfg_file.write_text(json.dumps(old))
+    rng = torch.get_rng_state()
     again = debiased_ema(ck / f"step-{n:08d}")
+    assert torch.equal(torch.get_rng_state(), rng)  # the rebuild leaves the caller's RNG
     assert all(torch.equal(again[k], got[k]) for k in got)
+    init = (f"init.checkpoint={tmp_path / 'run'}", "init.checkpoint_weights=ema-debiased")
+    warm_cfg = _cfg(fx, "train.steps=1", "train.optim.lr=1e-12", *init)
+    train_model(warm_cfg, tmp_path / "warm-debiased", verbose=False)
+    started, _, _ = load_trained(find_latest(tmp_path / "warm-debiased"))
+    for name, p in started.named_parameters():
+        if name in got:  # lr ~0: the warm start is the de-biased average
+            torch.testing.assert_close(p.detach().float(), got[name].float(), rtol=1e-5, atol=1e-5)
     from unif2ace.export import export_model
     from unif2ace.pipeline import FacePipeline
 

@@ -110,7 +110,9 @@ class InitConfig:
     # A trained model checkpoint (or run folder) whose weights start this run (warm start:
     # new optimizer, schedule and data order); its vocabulary layout must equal this run's.
     checkpoint: str = ""
-    checkpoint_weights: str = "ema"  # "ema" (when the checkpoint has them) or "model"
+    # "ema" (when the checkpoint has them), "model", or "ema-debiased" (a run averaged with a
+    # fixed decay, before 2026-12-06: its EMA without the random init; train.unified)
+    checkpoint_weights: str = "ema"
 
 
 @dataclass

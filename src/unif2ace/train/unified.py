@@ -230,9 +230,10 @@ def init_from_checkpoint(model, cfg: RunConfig, layout: VocabLayout) -> None:
 
     if not cfg.init.checkpoint:
         return
-    if cfg.init.checkpoint_weights not in ("ema", "model"):
+    weights = cfg.init.checkpoint_weights
+    if weights not in ("ema", "model", "ema-debiased"):
         raise UserError(
-            f"init.checkpoint_weights must be ema or model, got {cfg.init.checkpoint_weights!r}"
+            f"init.checkpoint_weights must be ema, model or ema-debiased, got {weights!r}"
         )
     folder = _resolve_folder(Path(cfg.init.checkpoint))
     src_cfg, src_layout = read_checkpoint_config(folder)
@@ -241,8 +242,13 @@ def init_from_checkpoint(model, cfg: RunConfig, layout: VocabLayout) -> None:
             f"init.checkpoint {str(folder)!r} has another vocabulary layout than this run "
             "(text or image tokenizer differ); warm-start from a model of the same tokenizers"
         )
-    ema = cfg.init.checkpoint_weights == "ema" and (folder / EMA_FILE).is_file()
+    ema = weights != "model" and (folder / EMA_FILE).is_file()
     load_model_weights(folder, model, file=EMA_FILE if ema else MODEL_FILE)
+    if weights == "ema-debiased":  # a fixed-decay run's average without its random start
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for n, t in debiased_ema(folder).items():
+                params[n].copy_(t)
 
 
 def _sample_rows(cfg: RunConfig, codes: dict[str, torch.Tensor]) -> list[dict]:
@@ -312,7 +318,17 @@ def debiased_ema(checkpoint: str | Path) -> dict[str, torch.Tensor]:
         )
     st = json.loads((folder / STATE_JSON).read_text())["state"]
     share = cfg.train.optim.ema_decay ** (st["step"] - st.get("skipped_steps", 0))
-    theta0 = dict(build_initial_model(cfg, layout).named_parameters())
+    import random
+
+    import numpy as np
+
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:  # rebuilding re-seeds the global generators: leave the caller's as they were
+        theta0 = dict(build_initial_model(cfg, layout).named_parameters())
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
     ema = load_tensors(folder / EMA_FILE)
     return {
         n: ((t.float() - share * theta0[n].detach().float()) / (1.0 - share)).to(t.dtype)
