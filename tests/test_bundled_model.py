@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from unif2ace import bundled
-from unif2ace.demo import test_records
+from unif2ace.demo import test_records as demo_records
 from unif2ace.eval.metrics.caption_attributes import caption_attribute_scores
 from unif2ace.pipeline import SHARED_KEY, FacePipeline, _read_config, bundled_model_dir
 
@@ -28,7 +28,7 @@ def pipe() -> FacePipeline:
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:
-    return test_records(6)
+    return demo_records(6)
 
 
 def test_bundled_model_shares_the_bundled_tokenizers():
@@ -48,6 +48,7 @@ def test_bundled_model_captions_name_the_attributes_of_unseen_faces(pipe, record
     assert captions == pipe.describe(faces)  # greedy: deterministic
     s = caption_attribute_scores(captions, references=[r["caption"] for r in records])
     assert s.f1 > MIN_CAPTION_F1, (s.f1, captions)
+    assert s.precision > MIN_CAPTION_PRECISION, (s.precision, captions)
 
 
 def test_bundled_model_answers_questions_about_unseen_faces(pipe, records):
@@ -64,13 +65,27 @@ def test_bundled_model_answers_questions_about_unseen_faces(pipe, records):
     assert acc > MIN_VQA_ACCURACY, list(zip(answers, [q["answer"] for q in refs], strict=True))
 
 
-def test_bundled_model_draws_faces_at_the_tokenizer_resolution(pipe, records):
-    images = pipe.generate([records[0]["prompts"][0]], num_steps=4, seed=0)
-    assert len(images) == 1 and images[0].size == (pipe.resolution, pipe.resolution)
-    arr = torch.tensor(list(images[0].getdata()), dtype=torch.float32)
-    assert arr.std() > 10  # a face, not a flat field
+def test_bundled_model_draws_the_prompted_gender(pipe):
+    """Gender is what the card says the model follows best (judge fidelity 0.81-0.85): on 16
+    held-out FaceForge test prompts the bundled judge reads the prompted gender on most faces
+    (fixed seed; a prompt-blind model draws one gender, or chance)."""
+    from unif2ace.eval.evaluate import to_uint8
+    from unif2ace.eval.judge import load_judge, predict
+
+    recs = demo_records(16)
+    images = pipe.generate([r["prompts"][0] for r in recs], seed=0)
+    assert all(im.size == (pipe.resolution, pipe.resolution) for im in images)
+    judged = predict(load_judge(bundled.path("judge")), to_uint8(images)).values
+    got = [v.get("gender") for v in judged]
+    want = [r["attributes"]["gender"] for r in recs]
+    hits = sum(g == w for g, w in zip(got, want, strict=True))
+    assert hits >= MIN_GENDER_HITS and len(set(got)) == 2, (got, want)
 
 
-# the card's numbers on these six faces are far above these floors (set from the measurement)
-MIN_CAPTION_F1 = 0.0
-MIN_VQA_ACCURACY = 0.0
+# floors under this model's numbers on these inputs (caption F1 0.29 and precision 0.59 on
+# the six faces; VQA 0.54, mostly "No", as the card says; gender 14 of 16, chance 8), far
+# above what a broken export gives (F1 ~0, no answer matching, one gender)
+MIN_CAPTION_F1 = 0.15
+MIN_CAPTION_PRECISION = 0.35
+MIN_VQA_ACCURACY = 0.3
+MIN_GENDER_HITS = 12
