@@ -4,7 +4,7 @@ The package carries the parts a FaceForge model is built from, so that nobody ha
 the CPU hours on them again: the small image tokenizer (``image_tokenizer/``, bf16 storage),
 the text BPE (``text_tokenizer/tokenizer.json``), the two frozen CNN encoders of the
 sequence-level experts (``encoders/semantic``, ``encoders/identity``), the attribute judge
-(``judge/``) and, once one is good enough, the trained model (``model/``).
+(``judge/``) and the trained small model (``model/``, with its card).
 
 Anywhere a command takes one of these folders, the word ``bundled`` names the shipped one:
 ``unif2ace train model --tokenizer bundled`` (or ``--bundled`` for all four training parts),
