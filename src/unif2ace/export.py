@@ -146,9 +146,9 @@ def export_model(
     elif weights == "ema-debiased":
         from .train.unified import debiased_ema
 
-        sd = debiased_ema(ckpt)
-        load_model_weights(ckpt, pipe.model, file=EMA_FILE)  # frozen parameters, then:
-        unexpected = pipe.model.load_state_dict(sd, strict=False).unexpected_keys
+        # the pipeline holds the live weights (frozen ones included); the averages replace
+        # the trainable ones
+        unexpected = pipe.model.load_state_dict(debiased_ema(ckpt), strict=False).unexpected_keys
         if unexpected:
             raise UserError(f"de-biased EMA does not match the model: {unexpected[:5]}")
         used = "ema, de-biased (the fixed-decay average without its random start)"
