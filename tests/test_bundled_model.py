@@ -15,9 +15,9 @@ from unif2ace.demo import test_records as demo_records
 from unif2ace.eval.metrics.caption_attributes import caption_attribute_scores
 from unif2ace.pipeline import SHARED_KEY, FacePipeline, _read_config, bundled_model_dir
 
-pytestmark = pytest.mark.skipif(
-    not bundled.available("model"), reason="this install has no bundled model"
-)
+
+def test_the_package_ships_the_model():  # the tests below need it; no silent skip
+    assert bundled.available("model"), bundled.path("model")
 
 
 @pytest.fixture(scope="module")

@@ -304,11 +304,8 @@ def debiased_ema(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     ``d^n θ_0 + (1 - d) Σ_k d^(n-k) θ_k``, so ``(EMA - d^n θ_0) / (1 - d^n)`` weighs the
     trained weights alone. θ_0 is rebuilt with :func:`build_initial_model` (as
     :func:`train_model` builds it). At 2,400 steps of d = 0.999, θ_0 is 9 % of the raw EMA."""
-    import random
-
-    import numpy as np
-
     from .checkpoint import EMA_FILE, STATE_JSON, load_tensors, read_config
+    from .state import capture_rng, restore_rng
 
     folder = Path(checkpoint)
     if not (folder / EMA_FILE).is_file():
@@ -322,13 +319,11 @@ def debiased_ema(checkpoint: str | Path) -> dict[str, torch.Tensor]:
         )
     st = json.loads((folder / STATE_JSON).read_text())["state"]
     share = cfg.train.optim.ema_decay ** (st["step"] - st.get("skipped_steps", 0))
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    rng = capture_rng()
     try:  # rebuilding re-seeds the global generators: leave the caller's as they were
         theta0 = dict(build_initial_model(cfg, layout).named_parameters())
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
+        restore_rng(rng)
     ema = load_tensors(folder / EMA_FILE)
     return {
         n: ((t.float() - share * theta0[n].detach().float()) / (1.0 - share)).to(t.dtype)
