@@ -145,3 +145,48 @@ def test_cli_init_errors(ff, tmp_path, capsys):
     assert "is not an image tokenizer folder" in capsys.readouterr().err
     assert main([*args, "--init", str(tmp_path), "--set", "base_channels=8"]) == 2
     assert "cannot be combined with --init" in capsys.readouterr().err
+
+
+def test_stage2_decoder_loss_is_region_weighted(ff, tmp_path):
+    """Stage 2 weighs its pixel losses as stage 1 does: the logged L1 of a region-weighted
+    decoder step is the weighted L1 of the decoder's reconstruction before the step."""
+    import copy
+
+    from unif2ace.tokenizer.train_decoder import (
+        DecoderTrainConfig,
+        PatchDiscriminator,
+        _Trainable,
+        decoder_step,
+        make_optimizer,
+        train_decoder,
+    )
+
+    torch.manual_seed(0)
+    tok = LFQAutoencoder(
+        TokenizerConfig(resolution=32, base_channels=8, channel_mult=(1, 2), codebook_bits=4)
+    )
+    stream = ImageStream(list_shards(ff, "train"), 32, 3, landmarks=True)
+    images, marks = stream.next_batch_landmarks()
+    assert all(m is not None for m in marks)
+    rw = region_weights(region_map(marks, 32), 1.0)
+    with torch.no_grad():  # the decoder's raw output (no clamp), as the step computes it
+        recon = tok.decoder(tok.quantizer(tok.encoder(images)).quantized_BDHW)
+    expected = {
+        w: float(pixel_losses(recon, images, 2.0, rw if w else None)[0]) for w in (0.0, 1.0)
+    }
+    assert abs(expected[1.0] - expected[0.0]) > 1e-4  # the weighting matters on these faces
+    for weight, given in ((1.0, marks), (0.0, marks), (1.0, None)):
+        t, d = copy.deepcopy(tok), PatchDiscriminator(3, channels=8, layers=2)
+        cfg = DecoderTrainConfig(region_weight=weight, detail_weight=2.0, bf16=False)
+        parts = decoder_step(t, d, make_optimizer(_Trainable(t, d), cfg), images, 0, cfg, given)
+        want = expected[weight if given is not None else 0.0]
+        assert parts["l1"] == pytest.approx(want, rel=1e-5), (weight, given is None)
+    # a whole stage-2 run on FaceForge shards reads the landmarks
+    tok.save_pretrained(tmp_path / "base")
+    cfg = DecoderTrainConfig(
+        steps=2, batch_size=3, warmup_steps=1, bf16=False, log_every=1, region_weight=1.0,
+        disc_start=1, disc_channels=8, disc_layers=2,
+    )  # fmt: skip
+    train_decoder(tmp_path / "base", cfg, list_shards(ff, "train"), tmp_path / "s2", log=print)
+    rows = [json.loads(x) for x in (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]

@@ -120,7 +120,7 @@ def test_cli_fine_tunes_the_recipe_tokenizer(tiny_recipe, tmp_path):
     rc = main(
         ["train", "tokenizer-decoder", "--tokenizer", str(tok), "--data", str(tiny_recipe / "data"),
          "--out", str(tmp_path / "ft"), "--steps", "2", "--batch-size", "2", "--disc-start", "1",
-         "--disc-channels", "8", "--log-every", "1"]
+         "--disc-channels", "8", "--log-every", "1", "--region-weight", "1"]
     )  # fmt: skip
     assert rc == 0
     assert tokenizer_hash(tmp_path / "ft" / "tokenizer") == tokenizer_hash(tok)

@@ -31,13 +31,6 @@ def _add_train_tokenizer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="small", help="tiny | small | paper (default: small)")
     _add_run_args(p, steps=20_000, lr=2e-4, warmup=500, detail=0.0, sample=500, ckpt=250)
     p.add_argument(
-        "--region-weight",
-        type=float,
-        default=0.0,
-        help="weight pixel losses up around the eyes, ear lobes, mouth, cheeks and mole of "
-        "FaceForge faces (their landmarks; 1 = the regions weigh as much as the rest); 0 = off",
-    )
-    p.add_argument(
         "--init",
         default=None,
         metavar="TOKENIZER",
@@ -79,6 +72,13 @@ def _add_run_args(
         help="weight pixel losses up near edges (eyes, mouth, accessories); 0 = plain L1 + L2",
     )
     p.add_argument(
+        "--region-weight",
+        type=float,
+        default=0.0,
+        help="weight pixel losses up around the eyes, ear lobes, mouth, cheeks and mole of "
+        "FaceForge faces (their landmarks; 1 = the regions weigh as much as the rest); 0 = off",
+    )
+    p.add_argument(
         "--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is default)"
     )
     p.add_argument("--log-every", type=int, default=10)
@@ -102,6 +102,7 @@ def _run_settings(args: argparse.Namespace, resolution: int) -> tuple[list, torc
         lr=args.lr,
         warmup_steps=args.warmup,
         detail_weight=args.detail_weight,
+        region_weight=args.region_weight,
         bf16=not args.no_bf16,
         seed=args.seed,
         log_every=args.log_every,
@@ -144,7 +145,6 @@ def _run_train_tokenizer(args: argparse.Namespace) -> int:
     elif overrides:
         cfg = TokenizerConfig.from_dict({**cfg.to_dict(), **overrides})
     shards, samples, fields = _run_settings(args, cfg.resolution)
-    fields["region_weight"] = args.region_weight
     print(
         f"training {'' if init else args.preset + ' '}tokenizer: {cfg.resolution}px, "
         f"f={cfg.downsample}, {cfg.grid}x{cfg.grid} tokens, {cfg.codebook_size} codes; "

@@ -9,7 +9,7 @@ encoding side) — and trains the decoder against a PatchGAN discriminator (Isol
 2017) with hinge losses, plus a discriminator feature-matching term (Wang et al., 2018)
 that acts as a perceptual loss learned in-project: no pretrained network is downloaded.
 
-Decoder loss: ``l1·L1 + l2·L2 (edge-weighted) + fm_weight·FM + adv_weight·(−D(x̂))``, the
+Decoder loss: ``l1·L1 + l2·L2 (edge- and region-weighted) + fm_weight·FM + adv_weight·(−D(x̂))``, the
 adversarial and feature-matching terms switched on after ``disc_start`` steps (the
 discriminator trains from step 0 so it is informative when they start). One AdamW holds
 both networks as two parameter groups; each half-step gives gradients to one network only
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from .autoencoder import LFQAutoencoder
 from .images import ImageStream, save_grid
+from .regions import region_map, region_weights
 from .train_image import (
     TrainConfig,
     _changed_settings,
@@ -141,8 +142,12 @@ def decoder_step(
     images_BCHW: torch.Tensor,
     step: int,
     cfg: DecoderTrainConfig,
+    landmarks: list | None = None,
 ) -> dict[str, float]:
-    """One decoder update then one discriminator update; returns the logged parts."""
+    """One decoder update then one discriminator update; returns the logged parts.
+
+    ``landmarks``: per image (or ``None``); with ``cfg.region_weight`` > 0 the pixel losses
+    weigh the fine-attribute regions up, as in stage 1 (:func:`regions.region_weights`)."""
     adversarial = step >= cfg.disc_start
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         z_q = tokenizer.quantizer(tokenizer.encoder(images_BCHW)).quantized_BDHW
@@ -150,7 +155,10 @@ def decoder_step(
     disc.requires_grad_(False)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         recon = tokenizer.decoder(z_q.detach())
-    l1, l2 = pixel_losses(recon, images_BCHW, cfg.detail_weight)
+    rw = None
+    if cfg.region_weight > 0 and landmarks is not None:
+        rw = region_weights(region_map(landmarks, images_BCHW.shape[-1]), cfg.region_weight)
+    l1, l2 = pixel_losses(recon, images_BCHW, cfg.detail_weight, rw)
     loss = cfg.l1_weight * l1 + cfg.l2_weight * l2
     g_adv = fm = torch.zeros(())
     if adversarial:
@@ -213,7 +221,10 @@ def train_decoder(
     tokenizer.decoder.train()
     trainable = _Trainable(tokenizer, disc)
     opt = make_optimizer(trainable, cfg)
-    stream = ImageStream(train_shards, base.config.resolution, cfg.batch_size, seed=cfg.seed)
+    regions = cfg.region_weight > 0
+    stream = ImageStream(
+        train_shards, base.config.resolution, cfg.batch_size, seed=cfg.seed, landmarks=regions
+    )
     ckpt = find_checkpoint(out)
     step = 0
     if ckpt is not None:
@@ -233,7 +244,8 @@ def train_decoder(
     while step < end:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        parts = decoder_step(tokenizer, disc, opt, stream.next_batch(), step, cfg)
+        images, marks = stream.next_batch_landmarks() if regions else (stream.next_batch(), None)
+        parts = decoder_step(tokenizer, disc, opt, images, step, cfg, marks)
         step += 1
         if step % cfg.log_every == 0 or step == end:
             _log_step(out, log, step, cfg, parts, t0, start_step, SHOWN)
