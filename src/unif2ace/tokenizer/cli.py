@@ -286,6 +286,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="attribute judge folder (`bundled`: the shipped one): also measure which "
         "attributes survive reconstruction",
     )
+    p.add_argument(
+        "--probe",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also fit linear probes for the fine attributes on N FaceForge faces of the train "
+        "split (codes, original and reconstructed pixels around their landmarks) and score "
+        "them on this split: where an attribute is lost, quantiser or decoder (0 = off)",
+    )
     p.set_defaults(func=_run_eval)
 
 
@@ -319,6 +328,21 @@ def _run_eval(args: argparse.Namespace) -> int:
             args.split,
             n,
             args.batch_size,
+        )
+    if args.probe:
+        from itertools import islice
+
+        from ..data.shards import iter_records
+        from .probe import attribute_probes
+
+        cols = ["image", "attributes", "identity", "hidden"]
+        n = args.max_images or 500
+        result["attribute_probes"] = attribute_probes(
+            model,
+            list(islice(iter_records(args.data, "train", cols), args.probe)),
+            list(islice(iter_records(args.data, args.split, cols), n)),
+            batch_size=args.batch_size,
+            bf16=args.bf16,
         )
     if args.grid:
         x = next(iter_split_batches(shards, res, 8))
