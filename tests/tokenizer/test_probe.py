@@ -76,6 +76,8 @@ def test_attribute_probes_on_faceforge(ff):
         assert set(r["classes"]) >= set(vis)
         for fs in ("codes", "pixels", "reconstruction"):
             assert 0.0 <= r[fs] <= 1.0
+    few = attribute_probes(tok, train[:6], held, attributes=("earrings",), crop=6)
+    assert "skipped" in few["earrings"]
     with pytest.raises(UserError, match="cannot probe"):
         attribute_probes(tok, train, held, attributes=("hair_color",))
     no_marks = [{**rec, "identity": None} for rec in held]
@@ -96,4 +98,4 @@ def test_eval_tokenizer_cli_probe(tiny_recipe, tmp_path, capsys):
     assert rc == 0
     probes = json.loads((tmp_path / "e.json").read_text())["attribute_probes"]
     assert set(probes) == {"window", "crop", *PROBED}
-    assert all(probes[a]["n_eval"] <= 8 for a in PROBED)
+    assert all(probes[a].get("n_eval", 0) <= 8 for a in PROBED)

@@ -175,7 +175,8 @@ def attribute_probes(
     """Probe accuracies per attribute (see the module docstring).
 
     Records: FaceForge shard rows with ``image``, ``attributes``, ``identity``, ``hidden``.
-    A face enters an attribute's probe only where the attribute is visible (not ``hidden``).
+    A face enters an attribute's probe only where the attribute is visible (not ``hidden``);
+    an attribute too few faces show is reported as ``{"skipped": reason}``.
     ``crop`` defaults to two code cells (16 px at f = 8).
     """
     unknown = sorted(set(attributes) - set(PROBED))
@@ -203,6 +204,10 @@ def attribute_probes(
                 "reconstruction": pixel_patch(recon[rows], pts, crop),
             }
             ys[name] = [str(labels[n][0][attr]) for n in rows]
+        if len(ys["train"]) < 10 or not ys["eval"]:  # e.g. eye colour with every eye closed
+            out[attr] = {"skipped": f"{len(ys['train'])} train / {len(ys['eval'])} eval faces "
+                         "show it (a probe needs >= 10 / >= 1)"}  # fmt: skip
+            continue
         classes = sorted(set(ys["train"]) | set(ys["eval"]))
         y = {s: torch.tensor([classes.index(v) for v in ys[s]]) for s in ys}
         majority = max(ys["eval"].count(c) for c in classes) / max(len(ys["eval"]), 1)
