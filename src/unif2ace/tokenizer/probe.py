@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
 from .autoencoder import LFQAutoencoder
+from .images import png_to_tensor
 from .lfq import codes_to_bits
 from .regions import record_landmarks
 
@@ -130,18 +130,14 @@ def linear_probe(
 
 def _faces(records: Sequence[dict], size: int) -> tuple[torch.Tensor, list, list]:
     """Images in ``[-1, 1]``, landmarks and (labels, hidden) of the records with landmarks."""
-    from ..data.shards import decode_image, labels_of
+    from ..data.shards import labels_of
 
     images, marks, labels = [], [], []
     for rec in records:
         lm = record_landmarks(rec.get("attributes"), rec.get("identity"), size)
         if lm is None:
             continue
-        im = decode_image(rec["image"]).convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size))
-        arr = torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)
-        images.append(arr.permute(2, 0, 1))
+        images.append(png_to_tensor(rec["image"], size))  # as the tokenizer trained on them
         marks.append(lm)
         labels.append((labels_of(rec), set(rec.get("hidden") or [])))
     if not images:
