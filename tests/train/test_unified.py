@@ -31,6 +31,7 @@ from unif2ace.train.checkpoint import find_latest
 from unif2ace.train.metrics import read_jsonl
 from unif2ace.train.task import (
     MixedTaskData,
+    VQABalance,
     RunConfig,
     build_training_model,
     record_generator,
@@ -138,6 +139,58 @@ def test_prompt_dropout_rate_and_task_mix_follow_the_config(fx):
     a = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(3, 1, 5))
     b = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(3, 1, 5))
     assert a == b
+
+
+def _qa(attr: str, answer: str) -> dict:
+    return {"question": f"Q {attr}?", "answer": answer, "kind": "yes_no", "attribute": attr}
+
+
+def test_vqa_balance_equalises_each_questions_answers():
+    # 8 records: "moles" answered No 6 times, Yes twice; "wink" No 7 times, can't tell once.
+    recs = [
+        {"vqa": [_qa("moles", "Yes" if i < 2 else "No"), _qa("wink", "No")]} for i in range(8)
+    ]
+    recs[0]["vqa"][1] = _qa("wink", "I can't tell: her eyes are covered by sunglasses.")
+    bal = VQABalance.from_records(recs, alpha=1.0)
+    w = {k: bal.weight[k] for k in bal.weight}
+    assert w[("moles", "yes")] == pytest.approx(8 / (2 * 2)) and w[("moles", "no")] == 8 / 12
+    # each question's answers now carry equal total weight
+    assert 2 * w[("moles", "yes")] == pytest.approx(6 * w[("moles", "no")])
+    assert w[("wink", "<cant_tell>")] == pytest.approx(4.0)  # 8 / (2 * 1), under the cap
+    half = VQABalance.from_records(recs, alpha=0.5)
+    assert half.weight[("moles", "yes")] == pytest.approx(2.0**0.5)
+    flat = VQABalance.from_records(recs, alpha=0.0)
+    assert set(flat.weight.values()) == {1.0}
+    assert bal.weights([_qa("moles", "YES."), _qa("hat", "Yes")]).tolist() == [2.0, 1.0]
+    with pytest.raises(UserError, match="no"):
+        VQABalance.from_records([{"vqa": []}])
+
+
+def test_vqa_balance_config_draws_the_rarer_answer_more_often(fx):
+    cfg = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1")
+    layout, tok, _, codes = prepare(cfg)
+    rec = {"id": _record(fx)["id"], "vqa": [_qa("moles", "Yes"), _qa("hat", "No")]}
+    bal = VQABalance({("moles", "yes"): 1, ("moles", "no"): 9, ("hat", "no"): 5}, alpha=1.0)
+    yes_id = tok.encode(" Yes")
+
+    def share(balance) -> float:
+        n = 2000
+        hits = sum(
+            record_to_sequence(
+                cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(0, 0, i), balance
+            ).ids[-1 - len(yes_id) : -1]
+            == yes_id
+            for i in range(n)
+        )
+        return hits / n
+
+    # weights 10 / (2 * 1) = 5 (the cap) and 1: Yes is drawn 5/6 of the time, not 1/2
+    assert abs(share(None) - 0.5) < 0.05
+    assert abs(share(bal) - 5 / 6) < 0.05
+    with pytest.raises(UserError, match="vqa_balance"):
+        _cfg(fx, "data.vqa_balance=2").data.task_probs()
+    data = MixedTaskData(_cfg(fx, "data.vqa_balance=1").data, layout, tok, codes, 2, 0)
+    assert data.vqa_balance is not None and data.vqa_balance.weight
 
 
 def test_data_factory_start_skips_exactly(fx):

@@ -79,11 +79,18 @@ class DataConfig:
     max_text_len: int = 96  # cap of "bos question answer eos" and of "<|t2i|> bos prompt eos"
     encoder_images: bool = True  # feed MMU images to the semantic / face encoders
     encoder_resolution: int = 64  # pixels of the encoder inputs
+    # How a record's VQA pair is picked. 0: uniformly. 1: weighted so that every question's
+    # answers are equally likely over the split (the answer-prior remedy of VQA v2, Goyal et
+    # al. 2017: a model cannot score by answering "No" without looking). Between: the power
+    # of those weights. See VQABalance.
+    vqa_balance: float = 0.0
 
     def task_probs(self) -> np.ndarray:
         p = np.array([self.t2i, self.caption, self.vqa], dtype=np.float64)
         if (p < 0).any() or p.sum() <= 0:
             raise UserError(f"data.t2i/caption/vqa must be >= 0 with a positive sum, got {p}")
+        if not 0.0 <= self.vqa_balance <= 1.0:
+            raise UserError(f"data.vqa_balance must be in [0, 1], got {self.vqa_balance}")
         return p / p.sum()
 
 
@@ -136,6 +143,58 @@ def record_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(s[0]) << 32 | int(s[1]))
 
 
+class VQABalance:
+    """Weights that pick a record's VQA pair so each question's answers come out (nearly)
+    equally often over a split.
+
+    A question is its attribute (FaceForge's ``attribute`` field; the normalised question text
+    when it has none); an answer is its normalised text, every "I can't tell …" being one.
+    With ``p(a | q)`` the split's answer frequencies and ``m_q`` the number of answers ``q``
+    has, a pair weighs ``(1 / (m_q · p(a | q)))^alpha``, clipped to ``[1/cap, cap]`` so a
+    handful of rare answers cannot take over the understanding batches. A record's pair is
+    drawn with probability proportional to its weight.
+    """
+
+    CAP = 5.0
+
+    def __init__(self, counts: dict[tuple[str, str], int], alpha: float = 1.0):
+        if not counts:
+            raise UserError("data.vqa_balance needs VQA pairs in the training split; it has none")
+        totals: dict[str, int] = {}
+        classes: dict[str, int] = {}
+        for (q, _), n in counts.items():
+            totals[q] = totals.get(q, 0) + n
+            classes[q] = classes.get(q, 0) + 1
+        self.alpha = float(alpha)
+        self.weight: dict[tuple[str, str], float] = {
+            (q, a): float(np.clip((totals[q] / (classes[q] * n)) ** alpha, 1 / self.CAP, self.CAP))
+            for (q, a), n in counts.items()
+        }
+
+    @staticmethod
+    def key(qa: dict) -> tuple[str, str]:
+        """(question, answer) class of one VQA pair."""
+        from ..eval.metrics.vqa import CANT_TELL, is_cant_tell, normalize_answer
+
+        q = qa.get("attribute") or normalize_answer(qa["question"])
+        a = CANT_TELL if is_cant_tell(qa["answer"]) else normalize_answer(qa["answer"])
+        return q, a
+
+    @classmethod
+    def from_records(cls, records, alpha: float = 1.0) -> VQABalance:
+        """Count the answer classes of every VQA pair of ``records`` (dicts with ``vqa``)."""
+        counts: dict[tuple[str, str], int] = {}
+        for rec in records:
+            for qa in rec.get("vqa") or []:
+                k = cls.key(qa)
+                counts[k] = counts.get(k, 0) + 1
+        return cls(counts, alpha)
+
+    def weights(self, vqa: list[dict]) -> torch.Tensor:
+        """Sampling weights of a record's pairs (1 for a class the split never showed)."""
+        return torch.tensor([self.weight.get(self.key(qa), 1.0) for qa in vqa], dtype=torch.float64)
+
+
 def record_to_sequence(
     cfg: DataConfig,
     layout: VocabLayout,
@@ -143,8 +202,10 @@ def record_to_sequence(
     record: dict,
     codes: torch.Tensor,
     g: torch.Generator,
+    vqa_balance: VQABalance | None = None,
 ) -> TokenSequence:
-    """One record as a generation, captioning or VQA example (task drawn from ``g``)."""
+    """One record as a generation, captioning or VQA example (task drawn from ``g``; the VQA
+    pair uniformly, or by ``vqa_balance``'s weights)."""
     probs = torch.as_tensor(cfg.task_probs())
     task = TASKS[int(torch.multinomial(probs, 1, generator=g))]
     if task == "t2i":
@@ -157,7 +218,10 @@ def record_to_sequence(
         caption = tokenizer.encode(record.get("caption") or "")
         instruction = tokenizer.encode(CAPTION_INSTRUCTION)
         return build_caption(layout, codes, caption, instruction, cfg.max_text_len)
-    qa = vqa[int(torch.randint(len(vqa), (), generator=g))]
+    if vqa_balance is None:
+        qa = vqa[int(torch.randint(len(vqa), (), generator=g))]
+    else:
+        qa = vqa[int(torch.multinomial(vqa_balance.weights(vqa), 1, generator=g))]
     q, a = tokenizer.encode(qa["question"]), encode_answer(tokenizer, qa["answer"])
     return build_mmu(layout, codes, q, a, cfg.max_text_len)
 
@@ -199,6 +263,12 @@ class MixedTaskData:
         )
         self.cfg, self.layout, self.tokenizer, self.codes = cfg, layout, tokenizer, codes
         self.micro, self.seed, self.rank, self.world = micro_batch_size, seed, rank, world_size
+        self.vqa_balance = None
+        if cfg.vqa_balance > 0 and cfg.vqa > 0:
+            from ..data.shards import iter_records
+
+            records = iter_records(cfg.data, cfg.split, ["vqa"])
+            self.vqa_balance = VQABalance.from_records(records, cfg.vqa_balance)
 
     def __call__(self, epoch: int, start: int) -> Iterator[dict]:
         self.dataset.set_epoch(epoch)
@@ -224,7 +294,9 @@ class MixedTaskData:
             # FaceShardDataset gives this rank positions rank, rank + world, ... of the epoch
             pos = (n_batch * self.micro + j) * self.world + self.rank
             g = record_generator(self.seed, epoch, pos)
-            seq = record_to_sequence(self.cfg, self.layout, self.tokenizer, rec, codes, g)
+            seq = record_to_sequence(
+                self.cfg, self.layout, self.tokenizer, rec, codes, g, self.vqa_balance
+            )
             seqs.append(seq)
             if self.cfg.encoder_images:
                 r = self.cfg.encoder_resolution
