@@ -31,8 +31,8 @@ from unif2ace.train.checkpoint import find_latest
 from unif2ace.train.metrics import read_jsonl
 from unif2ace.train.task import (
     MixedTaskData,
-    VQABalance,
     RunConfig,
+    VQABalance,
     build_training_model,
     record_generator,
     record_to_sequence,
@@ -147,9 +147,7 @@ def _qa(attr: str, answer: str) -> dict:
 
 def test_vqa_balance_equalises_each_questions_answers():
     # 8 records: "moles" answered No 6 times, Yes twice; "wink" No 7 times, can't tell once.
-    recs = [
-        {"vqa": [_qa("moles", "Yes" if i < 2 else "No"), _qa("wink", "No")]} for i in range(8)
-    ]
+    recs = [{"vqa": [_qa("moles", "Yes" if i < 2 else "No"), _qa("wink", "No")]} for i in range(8)]
     recs[0]["vqa"][1] = _qa("wink", "I can't tell: her eyes are covered by sunglasses.")
     bal = VQABalance.from_records(recs, alpha=1.0)
     w = {k: bal.weight[k] for k in bal.weight}
