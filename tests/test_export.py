@@ -172,3 +172,37 @@ def test_export_can_point_at_the_bundled_tokenizers(run_dir, tmp_path, monkeypat
     assert not (tmp_path / "m" / "image_tokenizer").exists()
     back = FacePipeline.from_pretrained(tmp_path / "m")
     assert back.text_tokenizer.to_str() == ckpt.text_tokenizer.to_str()
+
+
+def test_card_counts_the_warm_starts_behind_a_run(run_dir, tmp_path):
+    import shutil
+
+    from unif2ace.pipeline import _resolve_folder
+
+    ck = _resolve_folder(run_dir)
+
+    def copy_with_init(name: str, source: str, weights: str):
+        d = tmp_path / name
+        shutil.copytree(ck, d)
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["init"] |= {"checkpoint": source, "checkpoint_weights": weights}
+        (d / "config.json").write_text(json.dumps(cfg))
+        return d
+
+    a = copy_with_init("a", str(tmp_path / "gone"), "model")  # started from a deleted run
+    b = copy_with_init("b", str(a), "ema")
+    out = tmp_path / "exported"
+    assert main(["export", "--checkpoint", str(b), "--out", str(out), "--weights", "model"]) == 0
+    s = json.loads((out / SUMMARY_FILE).read_text())
+    first, second = s["lineage"]
+    assert first["source"] == str(a) and first["weights"] == "ema" and first["found"]
+    assert first["step"] == s["step"] == 4 and first["tokens_seen"] == s["tokens_seen"] > 0
+    assert second == {"source": str(tmp_path / "gone"), "weights": "model", "found": False}
+    card = (out / CARD_FILE).read_text()
+    assert f"| warm start | from `{a}` (ema weights): 4 steps" in card
+    assert "not on disk, not counted" in card
+    assert f"| in all | 8 steps, {2 * s['tokens_seen']:,} tokens" in card
+    assert "(the runs found on disk)" in card
+    # a run from scratch has no such rows
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e2")]) == 0
+    assert "warm start" not in (tmp_path / "e2" / CARD_FILE).read_text()

@@ -100,6 +100,39 @@ def training_summary(ckpt: Path, run_cfg: dict, rows: list[dict]) -> dict:
     }
 
 
+def lineage(run_cfg: dict, limit: int = 32) -> list[dict]:
+    """The warm starts behind a run, newest first: each ``init.checkpoint`` with the weights
+    taken from it and its own steps, tokens and wall time, followed back through its config.
+
+    A run folder stands for its newest checkpoint (what a warm start from it loaded, unless
+    that run went on afterwards). The walk stops at a source that is no longer on disk (its
+    entry then has ``found: False`` and no counts) or after ``limit`` entries."""
+    from .pipeline import _resolve_folder
+
+    out: list[dict] = []
+    cfg = run_cfg
+    while len(out) < limit:
+        init = cfg.get("init") or {}
+        src = init.get("checkpoint") or ""
+        if not src:
+            break
+        entry = {"source": src, "weights": init.get("checkpoint_weights", "ema"), "found": False}
+        out.append(entry)
+        ck = _resolve_folder(Path(src))
+        if not ((ck / "config.json").is_file() and (ck / "trainer_state.json").is_file()):
+            break
+        state = json.loads((ck / "trainer_state.json").read_text())
+        prog = state.get("state", state)
+        entry |= {
+            "found": True,
+            "step": prog.get("step"),
+            "tokens_seen": prog.get("tokens_seen"),
+            "train_wall_s": round(prog.get("elapsed_s", 0.0), 1),
+        }
+        cfg = json.loads((ck / "config.json").read_text())
+    return out
+
+
 def export_model(
     checkpoint: str | Path,
     out: str | Path,
@@ -170,6 +203,7 @@ def export_model(
     rows = read_metrics(run_dir)
     run_cfg = json.loads((ckpt / "config.json").read_text())
     summary = training_summary(ckpt, run_cfg, rows)
+    summary["lineage"] = lineage(run_cfg)
     summary |= {"weights": used, "tokenizer_dtype": tokenizer_dtype, "source": str(ckpt)}
     summary["weights_format"] = weights_format
     summary["image_tokenizer"] = str(image_tokenizer or ckpt / "image_tokenizer")
@@ -274,6 +308,31 @@ def _metrics_table(metrics: dict) -> list[str]:
     return ["| metric | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in flat.items()]
 
 
+def _lineage_rows(s: dict, hours: float) -> list[str]:
+    """Card rows naming the warm starts behind the run and the totals over all of them."""
+    chain = s.get("lineage") or []
+    if not chain:
+        return []
+    parts = []
+    for e in chain:
+        if not e.get("found"):
+            parts.append(f"`{e['source']}` ({e['weights']} weights; not on disk, not counted)")
+            continue
+        parts.append(
+            f"`{e['source']}` ({e['weights']} weights): {_fmt(e['step'])} steps, "
+            f"{_fmt(e['tokens_seen'])} tokens, {(e['train_wall_s'] or 0) / 3600:.2f} h"
+        )
+    rows = ["| warm start | from " + "; which started from ".join(parts) + " |"]
+    found = [e for e in chain if e.get("found")]
+    if found:
+        steps = (s["step"] or 0) + sum(e["step"] or 0 for e in found)
+        tokens = (s["tokens_seen"] or 0) + sum(e["tokens_seen"] or 0 for e in found)
+        h = hours + sum((e["train_wall_s"] or 0) / 3600 for e in found)
+        partial = "" if len(found) == len(chain) else " (the runs found on disk)"
+        rows.append(f"| in all | {_fmt(steps)} steps, {_fmt(tokens)} tokens, {h:.2f} h{partial} |")
+    return rows
+
+
 def model_card(s: dict, run_cfg: dict, out: Path) -> str:
     """Markdown model card from :func:`training_summary` plus the metric files."""
     m = run_cfg.get("model", {})
@@ -294,11 +353,18 @@ def model_card(s: dict, run_cfg: dict, out: Path) -> str:
         f"{s['tokenizer_dtype']} |",
         f"| data | FaceForge (procedural faces) `{s['data'].get('data', '')}` split "
         f"`{s['data'].get('split', 'train')}`; task mix t2i/caption/vqa = "
-        f"{s['data'].get('t2i')}/{s['data'].get('caption')}/{s['data'].get('vqa')} |",
+        f"{s['data'].get('t2i')}/{s['data'].get('caption')}/{s['data'].get('vqa')}"
+        + (
+            f", VQA answers balanced (data.vqa_balance={s['data']['vqa_balance']})"
+            if s["data"].get("vqa_balance")
+            else ""
+        )
+        + " |",
         f"| training | {_fmt(s['step'])} steps of {s['train'].get('batch_size')} sequences "
         f"({_fmt(s['samples_seen'])} samples, {_fmt(s['tokens_seen'])} tokens), AdamW lr "
         f"{s['train'].get('optim', {}).get('lr')}, bf16 autocast |",
         f"| wall time | {hours:.2f} h of training |",
+        *_lineage_rows(s, hours),
         f"| hardware | {s['hardware']} |",
         f"| peak memory | {_fmt(s['peak_mem_gb'])} GB |",
         f"| image sampling default | {_sampler_line(s.get('sampler'))} |",
