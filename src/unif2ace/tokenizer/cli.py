@@ -38,6 +38,15 @@ def _add_train_tokenizer(sub: argparse._SubParsersAction) -> None:
         "ones: fine-tuning; its shape replaces --preset",
     )
     p.add_argument(
+        "--attr-weight",
+        type=float,
+        default=0.0,
+        help="train linear heads on the code bits around the eyes, ear lobes, mouth, cheeks "
+        "and mole to predict the fine attributes of FaceForge faces, and add their "
+        "cross-entropy with this weight: asks the codes to carry those attributes "
+        "(unif2ace.tokenizer.code_heads); 0 = off",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -151,7 +160,12 @@ def _run_train_tokenizer(args: argparse.Namespace) -> int:
         f"{len(shards)} shards"
     )
     train_tokenizer(
-        cfg, TrainConfig(**fields), shards, args.out, sample_images_BCHW=samples, init=init
+        cfg,
+        TrainConfig(**fields, attr_weight=args.attr_weight),
+        shards,
+        args.out,
+        sample_images_BCHW=samples,
+        init=init,
     )
     print(f"tokenizer saved to {Path(args.out) / 'tokenizer'}")
     return 0

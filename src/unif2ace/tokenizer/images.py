@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
-from ..data.shards import decode_image
+from ..data.shards import decode_image, labels_of
 from ..errors import UserError
 
 
@@ -66,9 +66,10 @@ class ImageStream:
         batch_size: images per batch.
         seed: order seed; epoch ``e`` uses seeds derived from ``(seed, e)``.
         shuffle: visit shards and rows in a seeded random order (else file order).
-        landmarks: also read each record's labels and identity, so that
+        landmarks: also read each record's labels, hidden attributes and identity, so that
             :meth:`next_batch_landmarks` can give the face landmarks of every image
-            (:mod:`unif2ace.tokenizer.regions`); the image order is the same either way.
+            (:mod:`unif2ace.tokenizer.regions`) and :meth:`next_batch_labelled` its labels
+            too; the image order is the same either way.
     """
 
     def __init__(
@@ -115,8 +116,8 @@ class ImageStream:
         )
 
     def _rows(self) -> tuple[list[bytes], list[int], list]:
-        """Image bytes, row order and per-row ``(attributes, identity)`` (or ``None``) of the
-        current shard (cached)."""
+        """Image bytes, row order and per-row ``(attributes, identity, hidden)`` (or ``None``)
+        of the current shard (cached)."""
         key = (self.epoch, self.shard_pos)
         if self._cache is None or self._cache[0] != key:
             idx = self._shard_order()[self.shard_pos]
@@ -127,8 +128,10 @@ class ImageStream:
             if self.landmarks:
                 names = pq.read_schema(path).names
                 if "identity" in names and "attributes" in names:
-                    t = pq.read_table(path, columns=["attributes", "identity"]).to_pydict()
-                    meta = list(zip(t["attributes"], t["identity"], strict=True))
+                    cols = ["attributes", "identity"] + (["hidden"] if "hidden" in names else [])
+                    t = pq.read_table(path, columns=cols).to_pydict()
+                    hidden = t.get("hidden") or [None] * len(images)
+                    meta = list(zip(t["attributes"], t["identity"], hidden, strict=True))
             seed = (self.seed * 1_000_003 + self.epoch) * 100_003 + idx
             order = _permutation(len(images), seed) if self.shuffle else list(range(len(images)))
             self._cache = (key, images, order, meta)
@@ -141,15 +144,21 @@ class ImageStream:
     def next_batch_landmarks(self) -> tuple[torch.Tensor, list]:
         """The next batch and each image's landmarks in its pixels (``None`` where the record
         has none; ``landmarks=True`` streams only)."""
+        return self.next_batch_labelled()[:2]
+
+    def next_batch_labelled(self) -> tuple[torch.Tensor, list, list]:
+        """The next batch, each image's landmarks (as :meth:`next_batch_landmarks`) and its
+        ``(attribute values, hidden attribute names)`` (``None`` where it has no landmarks)."""
         if not self.landmarks:
             raise ValueError("this ImageStream was made without landmarks=True")
         return self._next()
 
-    def _next(self) -> tuple[torch.Tensor, list]:
+    def _next(self) -> tuple[torch.Tensor, list, list]:
         from .regions import record_landmarks
 
         out: list[torch.Tensor] = []
         marks: list = []
+        labels: list = []
         empty_shards = 0
         while len(out) < self.batch_size:
             images, order, meta = self._rows()
@@ -165,11 +174,14 @@ class ImageStream:
             row = order[self.row_pos]
             out.append(png_to_tensor(images[row], self.resolution))
             if self.landmarks:
-                marks.append(
-                    record_landmarks(*meta[row], size=self.resolution) if meta[row] else None
+                attrs, ident, hidden = meta[row] or (None, None, None)
+                lm = record_landmarks(attrs, ident, size=self.resolution) if meta[row] else None
+                marks.append(lm)
+                labels.append(
+                    None if lm is None else (labels_of({"attributes": attrs}), set(hidden or []))
                 )
             self.row_pos += 1
-        return torch.stack(out), marks
+        return torch.stack(out), marks, labels
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         while True:

@@ -2,7 +2,8 @@
 
 Loss (MAGVIT-v2, Yu et al. 2023, Sec. 3.1 and Appendix; adversarial and perceptual terms
 omitted, see README): ``l1·|x - x̂| + l2·(x - x̂)^2 + entropy_weight·(E[H] - γ H(E))
-+ commitment_weight·‖z - sg(q)‖²``.
++ commitment_weight·‖z - sg(q)‖²``, plus ``attr_weight·CE`` of the attribute heads on the
+codes when asked (:mod:`.code_heads`).
 
 Resume: every checkpoint folder ``OUT/checkpoint`` holds the model and AdamW state
 (safetensors), the torch RNG state, the data-stream position and the step (``state.json``);
@@ -28,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
 from .autoencoder import LFQAutoencoder, TokenizerConfig
+from .code_heads import HEADS_FILE, CodeAttributeHeads
 from .images import ImageStream, save_grid
 from .regions import region_map, region_weights
 
@@ -51,6 +53,7 @@ class TrainConfig:
     l2_weight: float = 1.0
     detail_weight: float = 0.0  # λ of :func:`detail_map`; 0 = plain pixel losses
     region_weight: float = 0.0  # strength of :func:`regions.region_weights`; 0 = none
+    attr_weight: float = 0.0  # weight of the code heads' cross-entropy (code_heads); 0 = off
     bf16: bool = True
     seed: int = 0
     log_every: int = 10
@@ -106,10 +109,14 @@ def tokenizer_loss(
     images_BCHW: torch.Tensor,
     cfg: TrainConfig,
     landmarks: list | None = None,
+    labels: list | None = None,
+    heads: CodeAttributeHeads | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total training loss and its parts (floats, for logging).
 
-    ``landmarks``: per image (or ``None``), used when ``cfg.region_weight`` > 0."""
+    ``landmarks``: per image (or ``None``), used when ``cfg.region_weight`` > 0;
+    ``labels`` (per image ``(values, hidden)`` or ``None``) and ``heads``: the attribute term,
+    used when ``cfg.attr_weight`` > 0."""
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         out = model(images_BCHW)
     rw = None
@@ -123,6 +130,13 @@ def tokenizer_loss(
         + q.entropy_weight * out.lfq.entropy_loss
         + q.commitment_weight * out.lfq.commit_loss
     )
+    attr_metrics: dict[str, torch.Tensor] = {}
+    if cfg.attr_weight > 0:
+        if heads is None or landmarks is None or labels is None:
+            raise ValueError("attr_weight > 0 needs the code heads, landmarks and labels")
+        attr, attr_metrics = heads(out.lfq.quantized_BDHW, landmarks, labels)
+        loss = loss + cfg.attr_weight * attr
+        attr_metrics = {"attr": attr, **attr_metrics}
     named = {
         "loss": loss,
         "l1": l1,
@@ -131,6 +145,7 @@ def tokenizer_loss(
         "commit": out.lfq.commit_loss,
         "sample_entropy": out.lfq.per_sample_entropy,
         "codebook_entropy": out.lfq.codebook_entropy,
+        **attr_metrics,
     }
     parts = {k: float(v.detach()) for k, v in named.items()}
     return loss, parts
@@ -303,12 +318,21 @@ def train_tokenizer(
     if start is not None:
         model.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
     model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, cfg)
-    regions = cfg.region_weight > 0
+    heads, extra = None, None
+    if cfg.attr_weight > 0:
+        heads = CodeAttributeHeads(model_cfg.codebook_bits, model_cfg.downsample)
+        extra = {HEADS_FILE: heads}
+    if ckpt is not None and (heads is not None) != (ckpt / f"{HEADS_FILE}.safetensors").is_file():
+        raise UserError(
+            f"{ckpt} was trained {'without' if heads is not None else 'with'} --attr-weight; "
+            "resume it with the same setting, or start a new --out"
+        )
+    opt = make_optimizer(model if heads is None else torch.nn.ModuleList([model, heads]), cfg)
+    labelled = cfg.region_weight > 0 or heads is not None
     stream = ImageStream(
-        train_shards, model_cfg.resolution, cfg.batch_size, seed=cfg.seed, landmarks=regions
+        train_shards, model_cfg.resolution, cfg.batch_size, seed=cfg.seed, landmarks=labelled
     )
-    step = load_checkpoint(ckpt, model, opt, stream) if ckpt is not None else 0
+    step = load_checkpoint(ckpt, model, opt, stream, extra) if ckpt is not None else 0
     if ckpt is not None:
         log(f"resuming from {ckpt} at step {step}")
     _trim_metrics(out / "metrics.jsonl", step)
@@ -320,23 +344,30 @@ def train_tokenizer(
     t0, start_step = time.time(), step
     model.train()
     while step < end:
-        images, marks = stream.next_batch_landmarks() if regions else (stream.next_batch(), None)
+        if labelled:
+            images, marks, labels = stream.next_batch_labelled()
+        else:
+            images, marks, labels = stream.next_batch(), None, None
         images = images.contiguous(memory_format=torch.channels_last)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss, parts = tokenizer_loss(model, images, cfg, marks)
+        loss, parts = tokenizer_loss(model, images, cfg, marks, labels, heads)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        # the heads are clipped apart: their gradient must not shrink the autoencoder's
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if heads is not None:
+            torch.nn.utils.clip_grad_norm_(heads.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
         if step % cfg.log_every == 0 or step == end:
             parts["grad_norm"] = float(gnorm)
-            _log_step(out, log, step, cfg, parts, t0, start_step)
+            shown = ("loss", "l1", "entropy") + (("attr",) if "attr" in parts else ())
+            _log_step(out, log, step, cfg, parts, t0, start_step, shown)
         if cfg.sample_every > 0 and (step % cfg.sample_every == 0 or step == cfg.steps):
             _write_samples(model, sample_images_BCHW, out / "samples" / f"step-{step:07d}.png")
         if step % cfg.ckpt_every == 0 or step == end:
-            save_checkpoint(out, model, opt, step, stream, cfg)
+            save_checkpoint(out, model, opt, step, stream, cfg, extra)
             model.save_pretrained(out / "tokenizer")
     model.eval()
     return model
