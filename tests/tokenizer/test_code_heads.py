@@ -19,7 +19,12 @@ from unif2ace.tokenizer.autoencoder import LFQAutoencoder, TokenizerConfig
 from unif2ace.tokenizer.code_heads import HEADS_FILE, CodeAttributeHeads, attribute_classes
 from unif2ace.tokenizer.images import ImageStream
 from unif2ace.tokenizer.probe import PROBED, cell_block
-from unif2ace.tokenizer.train_image import TrainConfig, tokenizer_loss, train_tokenizer
+from unif2ace.tokenizer.train_image import (
+    HEADS_LR_MULT,
+    TrainConfig,
+    tokenizer_loss,
+    train_tokenizer,
+)
 
 MICRO = TokenizerConfig(
     resolution=32, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, codebook_bits=4
@@ -153,6 +158,9 @@ def test_run_with_heads_resumes_exactly_and_keeps_them_out_of_the_tokenizer(ff, 
     )
     rows = [json.loads(x) for x in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
     assert all("attr" in r for r in rows)
+    groups = json.loads((tmp_path / "whole" / "checkpoint" / "state.json").read_text())
+    auto, head = groups["param_groups"]  # the heads learn HEADS_LR_MULT times faster
+    assert head["lr"] == pytest.approx(HEADS_LR_MULT * auto["lr"]) and auto["lr"] > 0
     tok = tmp_path / "whole" / "tokenizer"
     assert sorted(p.name for p in tok.iterdir()) == ["config.json", "model.safetensors"]
     assert LFQAutoencoder.from_pretrained(tok).config == MICRO

@@ -34,6 +34,7 @@ from .images import ImageStream, save_grid
 from .regions import region_map, region_weights
 
 CKPT = "checkpoint"
+HEADS_LR_MULT = 10.0
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,17 @@ def tokenizer_loss(
     return loss, parts
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, heads: torch.nn.Module | None = None
+) -> torch.optim.AdamW:
+    """AdamW over the autoencoder and, in a second group at ``HEADS_LR_MULT`` times its
+    learning rate, the code heads (they start from scratch, often beside a fine-tune's small
+    learning rate, and must keep up with the codes they read)."""
+    groups = [{"params": list(model.parameters())}]
+    if heads is not None:
+        groups.append({"params": list(heads.parameters()), "lr_mult": HEADS_LR_MULT})
     return torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+        groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
     )
 
 
@@ -327,7 +336,7 @@ def train_tokenizer(
             f"{ckpt} was trained {'without' if heads is not None else 'with'} --attr-weight; "
             "resume it with the same setting, or start a new --out"
         )
-    opt = make_optimizer(model if heads is None else torch.nn.ModuleList([model, heads]), cfg)
+    opt = make_optimizer(model, cfg, heads)
     labelled = cfg.region_weight > 0 or heads is not None
     stream = ImageStream(
         train_shards, model_cfg.resolution, cfg.batch_size, seed=cfg.seed, landmarks=labelled
@@ -350,7 +359,7 @@ def train_tokenizer(
             images, marks, labels = stream.next_batch(), None, None
         images = images.contiguous(memory_format=torch.channels_last)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr_at(step, cfg) * group.get("lr_mult", 1.0)
         loss, parts = tokenizer_loss(model, images, cfg, marks, labels, heads)
         opt.zero_grad(set_to_none=True)
         loss.backward()
