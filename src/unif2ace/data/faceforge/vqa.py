@@ -114,6 +114,23 @@ OCCLUDER_REASON = {
     "eyes_closed": "{p} eyes are closed",
 }
 CATEGORY = {**{a.name: a.group for a in onto.ATTRIBUTES}}
+REASONING_KEEP_NO = {"covered": 0.4, "talking": 0.1}
+REASONING_KEEP_YES_PLEASED = 0.25  # "Does she look pleased?" is "No" for a glaring frown
+# P(action | visible) under ``labels.sample_labels`` (20,000 draws; a test re-measures them).
+# The action pairs weight an attribute by 1/prior when asking about a present action and by
+# 1/(1 - prior) when asking about an absent one, so each action question is answered "Yes"
+# about as often as "No" (a rare action such as a wink is otherwise nearly always "No").
+ACTION_PRIOR = {
+    "smile": 0.27,
+    "laugh": 0.09,
+    "glare": 0.11,
+    "frown": 0.21,
+    "eyes_closed": 0.11,
+    "mouth_open": 0.34,
+    "raised_eyebrows": 0.23,
+    "head_tilt": 0.20,
+    "wink": 0.04,
+}
 
 
 def answer_word(attr: str, value: Value) -> str:
@@ -194,15 +211,18 @@ def _reasoning(c: Ctx) -> list[dict]:
         )
         if on
     ]
-    out.append(
-        _qa(
-            f"Is any part of {p} face covered?",
-            "Yes" if covered else "No",
-            "",
-            "yes_no",
-            "reasoning",
+    # The "No" side of a rare "Yes" is kept with a probability (REASONING_KEEP_NO), so these
+    # questions are not answered "No" nearly every time.
+    if covered or c.p(REASONING_KEEP_NO["covered"]):
+        out.append(
+            _qa(
+                f"Is any part of {p} face covered?",
+                "Yes" if covered else "No",
+                "",
+                "yes_no",
+                "reasoning",
+            )
         )
-    )
     if covered:
         out.append(
             _qa(
@@ -225,7 +245,7 @@ def _reasoning(c: Ctx) -> list[dict]:
         )
     if "mouth_open" in v and "smile" in v and emo is not None:
         talking = v["mouth_open"] and not v["smile"] and emo == "neutral"
-        if talking or not v["mouth_open"]:
+        if talking or (not v["mouth_open"] and c.p(REASONING_KEEP_NO["talking"])):
             out.append(
                 _qa(
                     f"Does {s} appear to be talking?",
@@ -257,6 +277,8 @@ def _reasoning(c: Ctx) -> list[dict]:
         )
     if c.is_("glare") and c.is_("frown"):
         out.append(_qa(f"Does {s} look pleased?", "No", "", "yes_no", "reasoning"))
+    elif emo == "happy" and c.is_("smile") and c.p(REASONING_KEEP_YES_PLEASED):
+        out.append(_qa(f"Does {s} look pleased?", "Yes", "", "yes_no", "reasoning"))
     if c.is_("wrinkles") and v.get("hair_color") in ("gray", "white") and v.get("age") == "old":
         out.append(
             _qa(
@@ -267,6 +289,8 @@ def _reasoning(c: Ctx) -> list[dict]:
                 "reasoning",
             )
         )
+    if not out:  # every face gets a reasoning pair: the covered question's "No" side
+        out.append(_qa(f"Is any part of {p} face covered?", "No", "", "yes_no", "reasoning"))
     return out
 
 
@@ -286,22 +310,39 @@ def make_vqa(labels: Labels, rng: np.random.Generator, n: int = 8) -> list[dict]
 
     The mix per image: one honest "can't tell" pair when an occluder hides something,
     appearance pairs (a categorical one as choice or open, a present and an absent binary),
-    action pairs (one of them a negative when possible), one emotion and one reasoning pair.
+    action pairs (a present or an absent action by a fair coin, then the other side or the
+    head turn; rare actions favoured, see ``ACTION_PRIOR``), one emotion and one reasoning
+    pair. Every yes/no question is answered "Yes" 15-85 % of the time, so no question can be
+    answered from its wording alone (tests/data/test_vqa.py).
     """
     c = Ctx.create(labels, rng)
     v, used, out = c.vis, set(), []
 
-    def take(pool: list[str]) -> str | None:
+    def take(pool: list[str], weight=None) -> str | None:
         pool = [a for a in pool if a not in used]
         if not pool:
             return None
-        a = pool[int(rng.integers(len(pool)))]
+        if weight is None:
+            a = pool[int(rng.integers(len(pool)))]
+        else:
+            w = np.array([weight(x) for x in pool])
+            a = pool[int(rng.choice(len(pool), p=w / w.sum()))]
         used.add(a)
         return a
+
+    def action(present: bool) -> dict | None:
+        """A yes/no pair about a present (or absent) action, rare answers favoured."""
+        if present:
+            a = take(acts_on, lambda x: 1 / ACTION_PRIOR[x])
+        else:
+            a = take(acts_off, lambda x: ACTION_PRIOR[x] / (1 - ACTION_PRIOR[x]))
+        return a and _binary(c, a)
 
     cats = [a for a in CATEGORICAL_Q if a in v and CATEGORY[a] == "appearance"]
     app_b = [a for a in BINARY_Q if a in v and CATEGORY[a] == "appearance"]
     act_b = [a for a in BINARY_Q if a in v and CATEGORY[a] == "action"]
+    acts_on, acts_off = [a for a in act_b if v[a]], [a for a in act_b if not v[a]]
+    first_on = bool(acts_on) and (not acts_off or c.p(0.5))
     slots: list = []
     occl = _occluded_attrs(labels)
     if occl:
@@ -310,7 +351,7 @@ def make_vqa(labels: Labels, rng: np.random.Generator, n: int = 8) -> list[dict]
         lambda: (a := take(cats)) and _categorical(c, a, c.pick(("choice", "open"))),
         lambda: (a := take([x for x in app_b if v[x]] or app_b)) and _binary(c, a),
         lambda: (a := take([x for x in app_b if not v[x]])) and _binary(c, a),
-        lambda: (a := take([x for x in act_b if not v[x]] or act_b)) and _binary(c, a),
+        lambda: action(first_on),
         lambda: _emotion(c) if "emotion" in v else None,
         lambda: (r := _reasoning(c)) and r[int(rng.integers(len(r)))],
         lambda: (
@@ -318,8 +359,9 @@ def make_vqa(labels: Labels, rng: np.random.Generator, n: int = 8) -> list[dict]
             and _categorical(c, a, c.pick(("yes_no", "yes_no", "choice")), c.p(0.5))
         ),
         lambda: (
-            (a := take([x for x in act_b if v[x]] + (["head_turn"] if "head_turn" in v else [])))
-            and _action(c, a)
+            _action(c, take(["head_turn"]))
+            if "head_turn" in v and c.p(1 / 3)
+            else action(not first_on)
         ),
         lambda: (a := take(cats)) and _categorical(c, a, c.pick(("choice", "open"))),
         lambda: (a := take(app_b)) and _binary(c, a),
