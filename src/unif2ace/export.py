@@ -359,6 +359,12 @@ def model_card(s: dict, run_cfg: dict, out: Path) -> str:
             if s["data"].get("vqa_balance")
             else ""
         )
+        + (
+            f", up to {s['data']['vqa_turns']} VQA pairs per example as one conversation "
+            "(data.vqa_turns)"
+            if s["data"].get("vqa_turns", 1) > 1
+            else ""
+        )
         + " |",
         f"| training | {_fmt(s['step'])} steps of {s['train'].get('batch_size')} sequences "
         f"({_fmt(s['samples_seen'])} samples, {_fmt(s['tokens_seen'])} tokens), AdamW lr "

@@ -4,6 +4,7 @@ import torch
 from unif2ace.data.sequences import (
     build_caption,
     build_mmu,
+    build_mmu_turns,
     build_t2i,
     build_t2i_with_dropout,
     collate,
@@ -75,6 +76,36 @@ def test_mmu_layout_loss_on_answer_only():
     assert d.text_ids == q + a and d.target_text_ids == a and torch.equal(d.codes, codes.flatten())
     cap = build_caption(LAYOUT, codes, [1, 2, 3, 4, 5, 6], instruction_ids=[7], max_text_len=6)
     assert decode_sequence(LAYOUT, cap.ids, cap.loss_mask).target_text_ids == [1, 2, 3]
+
+
+def test_conversation_turns_layout_targets_and_round_trip():
+    codes, L = _codes(), LAYOUT
+    turns = [([5, 6], [8]), ([7], [9, 10]), ([11, 12], [13])]
+    one = build_mmu_turns(L, codes, turns[:1])
+    assert one == build_mmu(L, codes, [5, 6], [8])  # one turn is the single-turn layout
+    s = build_mmu_turns(L, codes, turns)
+    assert s.ids[: len(one.ids)] == one.ids  # the first turn is what inference asks
+    assert s.ids[19:29] == [L.bos_id, 5, 6, 8, L.eos_id, L.bos_id, 7, 9, 10, L.eos_id]
+    assert s.ids[29:] == [L.bos_id, 11, 12, 13, L.eos_id]
+    # targets: every answer and its eos, never a question or a bos
+    assert [s.ids[i] for i, m in enumerate(s.loss_mask) if m] == [
+        8, L.eos_id, 9, 10, L.eos_id, 13, L.eos_id
+    ]  # fmt: skip
+    assert len(s.ids) == len(s.modality) == len(s.loss_mask) == len(s.image_mask)
+    assert s.modality[18:] == [Modality.TEXT] * (len(s.ids) - 18) and sum(s.image_mask) == 16
+    d = decode_sequence(L, s.ids, s.loss_mask)
+    assert d.text_ids == [5, 6, 8, 7, 9, 10, 11, 12, 13] and d.target_text_ids == [8, 9, 10, 13]
+    assert torch.equal(d.codes, codes.flatten())
+    # the cap drops whole later turns; a first turn longer than the cap is truncated
+    assert build_mmu_turns(L, codes, turns, max_text_len=10).ids == s.ids[:29]
+    assert build_mmu_turns(L, codes, turns, max_text_len=9).ids == one.ids
+    assert build_mmu_turns(L, codes, [([5, 6], [8, 9])], max_text_len=3).ids[19:] == [
+        L.bos_id, 5, L.eos_id
+    ]  # fmt: skip
+    b = collate([s, one], L)
+    assert not b.loss_mask_BT[1, len(one.ids) :].any()
+    with pytest.raises(UserError, match="turn"):
+        build_mmu_turns(L, codes, [])
 
 
 def test_collate_padding_never_in_loss_and_round_trips():

@@ -21,6 +21,7 @@ import torch
 from unif2ace.cli import main
 from unif2ace.config import from_dict, to_dict
 from unif2ace.data.faceforge.build import build_dataset
+from unif2ace.data.sequences import build_mmu, collate, encode_answer
 from unif2ace.data.shards import iter_records
 from unif2ace.errors import UserError
 from unif2ace.model import build_model, make_image_denoiser
@@ -189,6 +190,44 @@ def test_vqa_balance_config_draws_the_rarer_answer_more_often(fx):
         _cfg(fx, "data.vqa_balance=2").data.task_probs()
     data = MixedTaskData(_cfg(fx, "data.vqa_balance=1").data, layout, tok, codes, 2, 0)
     assert data.vqa_balance is not None and data.vqa_balance.weight
+
+
+def test_vqa_turns_make_one_conversation_whose_first_turn_is_the_single_layout(fx):
+    cfg = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1", "data.vqa_turns=3")
+    cfg.data.max_text_len = 1000
+    layout, tok, _, codes = prepare(cfg)
+    rec = _record(fx)
+    seq = record_to_sequence(
+        cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(0, 0, 1)
+    )
+    eoi = seq.ids.index(layout.eoi_id)
+    turns, cur = [], []
+    for t in seq.ids[eoi + 1 :]:
+        if t == layout.eos_id:
+            turns.append(cur[1:])  # drop the bos
+            cur = []
+        else:
+            cur.append(t)
+    pairs = [tok.encode(q["question"]) + encode_answer(tok, q["answer"]) for q in rec["vqa"]]
+    idx = [pairs.index(t) for t in turns]
+    assert len(idx) == 3 and len(set(idx)) == 3  # three distinct pairs of the record
+    # the image is read once; under the causal text mask the first turn's logits are the
+    # single-turn sequence's (and the sequence router pools the image only)
+    q0 = rec["vqa"][idx[0]]
+    one = build_mmu(
+        layout, codes[rec["id"]], tok.encode(q0["question"]), encode_answer(tok, q0["answer"])
+    )
+    assert seq.ids[: len(one.ids)] == one.ids
+    torch.manual_seed(0)
+    model = build_model(cfg.model, layout).eval()
+    with torch.no_grad():
+        outs = [
+            model(b.input_ids_BT, b.modality_BT, b.task_B).logits_BTV
+            for b in (collate([seq], layout), collate([one], layout))
+        ]
+    torch.testing.assert_close(outs[0][:, : len(one.ids)], outs[1], atol=1e-4, rtol=1e-4)
+    with pytest.raises(UserError, match="vqa_turns"):
+        _cfg(fx, "data.vqa_turns=0").data.task_probs()
 
 
 def test_data_factory_start_skips_exactly(fx):

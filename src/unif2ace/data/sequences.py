@@ -4,6 +4,7 @@ Layouts (Show-o, Xie et al. 2024, Sec. 3.1 "Unified prompting"; UniF²ace NOTES 
 
     generation (T2I):        [pad…] <|t2i|> bos prompt eos <|soi|> codes <|eoi|>
     understanding (MMU):     <|mmu|> <|soi|> codes <|eoi|> bos question answer eos
+    conversation (MMU):      <|mmu|> <|soi|> codes <|eoi|> bos q1 a1 eos bos q2 a2 eos …
 
 Every id comes from :class:`~unif2ace.vocab.VocabLayout` (no offsets are computed here).
 
@@ -184,29 +185,48 @@ def build_mmu(
     Loss targets: the answer tokens and the closing eos. ``max_text_len`` caps
     ``bos question answer eos`` by truncating the answer (then the question).
     """
-    q = _text(layout, question_ids, "question")
-    a = _text(layout, answer_ids, "answer")
-    if max_text_len is not None:
-        room = max(0, max_text_len - 2)
-        q = q[:room]
-        a = a[: max(0, room - len(q))]
+    return build_mmu_turns(layout, codes, [(question_ids, answer_ids)], max_text_len)
+
+
+def build_mmu_turns(
+    layout: VocabLayout,
+    codes: torch.Tensor | Sequence[int],
+    turns: Sequence[tuple[Sequence[int], Sequence[int]]],
+    max_text_len: int | None = None,
+) -> TokenSequence:
+    """A conversation about one image (LLaVA-style multi-turn VQA)::
+
+        <|mmu|> <|soi|> codes <|eoi|> bos q1 a1 eos bos q2 a2 eos ...
+
+    Every answer and its eos are targets; the image is encoded once for all the turns, and
+    the first turn is exactly :func:`build_mmu`'s single-turn layout (what inference asks).
+    ``max_text_len`` caps the text after ``<|eoi|>``: turns that do not fit are dropped, and
+    a first turn longer than the cap is truncated (answer first, then question).
+    """
+    if not turns:
+        raise UserError("a conversation needs at least one (question, answer) turn")
     image = _image_ids(layout, codes, None)
-    ids = [
-        layout.mmu_id,
-        layout.soi_id,
-        *image,
-        layout.eoi_id,
-        layout.bos_id,
-        *q,
-        *a,
-        layout.eos_id,
-    ]
-    n_i, n_txt = len(image), len(q) + len(a) + 2
+    ids = [layout.mmu_id, layout.soi_id, *image, layout.eoi_id]
+    loss = [False] * len(ids)
+    used = 0
+    for k, (question_ids, answer_ids) in enumerate(turns):
+        q = _text(layout, question_ids, "question")
+        a = _text(layout, answer_ids, "answer")
+        if max_text_len is not None:
+            if k == 0:
+                room = max(0, max_text_len - 2)
+                q = q[:room]
+                a = a[: max(0, room - len(q))]
+            elif used + len(q) + len(a) + 2 > max_text_len:
+                break
+        ids += [layout.bos_id, *q, *a, layout.eos_id]
+        loss += [False] * (1 + len(q)) + [True] * (len(a) + 1)
+        used += len(q) + len(a) + 2
+    n_i = len(image)
     modality = (
-        [int(Modality.TEXT)] * 2 + [int(Modality.IMAGE)] * n_i + [int(Modality.TEXT)] * (n_txt + 1)
+        [int(Modality.TEXT)] * 2 + [int(Modality.IMAGE)] * n_i + [int(Modality.TEXT)] * (used + 1)
     )
-    loss = [False] * (n_i + 4 + len(q)) + [True] * (len(a) + 1)
-    image_mask = [False, False] + [True] * n_i + [False] * (n_txt + 1)
+    image_mask = [False, False] + [True] * n_i + [False] * (used + 1)
     return TokenSequence(ids, modality, loss, image_mask, Task.MMU)
 
 
@@ -307,8 +327,13 @@ def decode_sequence(
     bos, eos = ids.index(layout.bos_id), len(ids) - 1 - ids[::-1].index(layout.eos_id)
     image = torch.tensor(ids[soi + 1 : eoi], dtype=torch.long)
     codes = torch.where(image == layout.mask_id, -1, layout.ids_to_codes(image))
-    text = ids[bos + 1 : eos]
-    target = [ids[i] for i in range(bos + 1, eos) if mask is not None and mask[i]]
+    specials = (layout.bos_id, layout.eos_id)  # inner ones separate the turns of a conversation
+    text = [t for t in ids[bos + 1 : eos] if t not in specials]
+    target = [
+        ids[i]
+        for i in range(bos + 1, eos)
+        if mask is not None and mask[i] and ids[i] not in specials
+    ]
     return DecodedSequence(task, text, codes, target)
 
 

@@ -30,6 +30,7 @@ from ..data.sequences import (
     TokenSequence,
     build_caption,
     build_mmu,
+    build_mmu_turns,
     build_t2i_with_dropout,
     collate,
     encode_answer,
@@ -84,6 +85,11 @@ class DataConfig:
     # al. 2017: a model cannot score by answering "No" without looking). Between: the power
     # of those weights. See VQABalance.
     vqa_balance: float = 0.0
+    # VQA pairs of one record per VQA example, as the turns of one conversation about the
+    # image (build_mmu_turns): the image is read once for up to this many answers. 1: one pair
+    # per example (the single-turn layout inference uses). With vqa_balance the turns are
+    # drawn by its weights without replacement, so it balances only below the pairs per record.
+    vqa_turns: int = 1
 
     def task_probs(self) -> np.ndarray:
         p = np.array([self.t2i, self.caption, self.vqa], dtype=np.float64)
@@ -91,6 +97,8 @@ class DataConfig:
             raise UserError(f"data.t2i/caption/vqa must be >= 0 with a positive sum, got {p}")
         if not 0.0 <= self.vqa_balance <= 1.0:
             raise UserError(f"data.vqa_balance must be in [0, 1], got {self.vqa_balance}")
+        if self.vqa_turns < 1:
+            raise UserError(f"data.vqa_turns must be >= 1, got {self.vqa_turns}")
         return p / p.sum()
 
 
@@ -205,7 +213,8 @@ def record_to_sequence(
     vqa_balance: VQABalance | None = None,
 ) -> TokenSequence:
     """One record as a generation, captioning or VQA example (task drawn from ``g``; the VQA
-    pair uniformly, or by ``vqa_balance``'s weights)."""
+    pair uniformly, or by ``vqa_balance``'s weights; ``cfg.vqa_turns`` pairs as one
+    conversation)."""
     probs = torch.as_tensor(cfg.task_probs())
     task = TASKS[int(torch.multinomial(probs, 1, generator=g))]
     if task == "t2i":
@@ -218,6 +227,14 @@ def record_to_sequence(
         caption = tokenizer.encode(record.get("caption") or "")
         instruction = tokenizer.encode(CAPTION_INSTRUCTION)
         return build_caption(layout, codes, caption, instruction, cfg.max_text_len)
+    if cfg.vqa_turns > 1:
+        w = vqa_balance.weights(vqa) if vqa_balance is not None else torch.ones(len(vqa))
+        picked = torch.multinomial(w, min(cfg.vqa_turns, len(vqa)), generator=g).tolist()
+        turns = [
+            (tokenizer.encode(vqa[i]["question"]), encode_answer(tokenizer, vqa[i]["answer"]))
+            for i in picked
+        ]
+        return build_mmu_turns(layout, codes, turns, cfg.max_text_len)
     if vqa_balance is None:
         qa = vqa[int(torch.randint(len(vqa), (), generator=g))]
     else:
