@@ -187,6 +187,9 @@ def test_batched_equals_one_by_one(pipe_dir, faces):
     batched = p.ask(faces, qs, max_new_tokens=6)
     single = [p.ask(f, q, max_new_tokens=6)[0] for f, q in zip(faces, qs, strict=True)]
     assert batched == single
+    # several questions about one face share its prefix: same answers as one at a time
+    many = p.ask(faces[1], qs, max_new_tokens=6)
+    assert many == [p.ask(faces[1], q, max_new_tokens=6)[0] for q in qs]
     caps = p.describe(faces, max_new_tokens=6, batch_size=3)
     assert caps == [p.describe(f, max_new_tokens=6)[0] for f in faces]
     assert len(set(caps)) == 3  # the captions depend on the image

@@ -469,12 +469,15 @@ class FacePipeline:
         gen = torch.Generator(self.device).manual_seed(opts.get("seed", 0))
         out: list[str] = []
         for i in range(0, len(images), batch_size):
-            codes, feats = self.encode_images(images[i : i + batch_size])
+            # one image asked several questions is encoded, and its prefix run, once
+            unique, index = _dedupe(images[i : i + batch_size])
+            codes, feats = self.encode_images(unique)
             res = generate_text(
                 self.model,
                 self.layout,
                 codes,
                 questions[i : i + batch_size],
+                image_index=index,
                 max_new_tokens=max_new_tokens,
                 temperature=opts.get("temperature", s.text_temperature),
                 top_k=opts.get("top_k", s.text_top_k),
@@ -557,11 +560,28 @@ class FacePipeline:
         q_ids = self.text_tokenizer.encode_batch([q.strip() for q in questions])
         out: list[float] = []
         for i in range(0, len(items), _check_batch_size(batch_size)):
-            codes, feats = self.encode_images(items[i : i + batch_size])
+            unique, index = _dedupe(items[i : i + batch_size])
+            codes, feats = self.encode_images(unique)
             lp = answer_logprob(self.model, self.layout, codes, q_ids[i : i + batch_size],
-                                ans[i : i + batch_size], encoder_feats=feats)  # fmt: skip
+                                ans[i : i + batch_size], encoder_feats=feats,
+                                image_index=index)  # fmt: skip
             out += lp.exp().tolist()
         return out
+
+
+def _dedupe(images: Sequence[ImageInput]) -> tuple[list[ImageInput], list[int]]:
+    """(distinct images, index of each input among them): the same object, or the same
+    path, counts once."""
+    unique: list[ImageInput] = []
+    seen: dict = {}
+    index = []
+    for x in images:
+        key = ("path", str(x)) if isinstance(x, (str, Path)) else ("obj", id(x))
+        if key not in seen:
+            seen[key] = len(unique)
+            unique.append(x)
+        index.append(seen[key])
+    return unique, index
 
 
 def _check_batch_size(batch_size: int) -> int:

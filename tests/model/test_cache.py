@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from unif2ace.errors import UserError
 from unif2ace.model.denoiser import make_image_denoiser
-from unif2ace.model.text_decode import generate_text, sample_next
+from unif2ace.model.text_decode import answer_logprob, generate_text, sample_next
 
 
 def _codes(layout, R: int, N: int, seed: int, ratio: float = 0.5) -> torch.Tensor:
@@ -130,3 +132,41 @@ def test_kv_cache_projects_encoder_features_once(tiny_model, layout):
     per_forward = proj_u // fwd_u  # the uncached path projects them in every forward
     assert per_forward >= len(tiny_model.layers) and proj_u == per_forward * fwd_u
     assert fwd_c > 1 and proj_c == per_forward  # cached: the prefill only
+
+
+def test_questions_about_one_image_share_its_prefix(tiny_model, layout):
+    """``image_index``: each image's ``<|mmu|> <|soi|> image <|eoi|>`` runs once and its
+    cache is copied to every question about it; the answers are those of one full sequence
+    per question (the uncached path), encoder features and sequence routing included."""
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():  # open the resamplers so encoder features matter
+        for layer in tiny_model.layers:
+            for ex in layer.seq_moe.experts.values():
+                torch.nn.init.normal_(ex.resampler.o_proj.weight, std=0.1, generator=g)
+    codes = torch.randint(0, layout.codebook_size, (2, 8), generator=g)
+    feats = tiny_model.encode_images(torch.rand(2, 3, 32, 32, generator=g))
+    index = [0, 1, 0, 0, 1]
+    questions = [[1, 2, 3], [4], [5, 6], [], [7, 8, 9, 10]]
+    kw = dict(max_new_tokens=8, return_logits=True, encoder_feats=feats, image_index=index)
+    seen = []
+    hook = tiny_model.embed_tokens.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    try:
+        shared = generate_text(tiny_model, layout, codes, questions, use_cache=True, **kw)
+    finally:
+        hook.remove()
+    assert seen[0] == (2, 8 + 3)  # the prefixes: one row per image, not per question
+    full = generate_text(tiny_model, layout, codes, questions, use_cache=False, **kw)
+    assert shared.tokens == full.tokens and shared.finished == full.finished
+    torch.testing.assert_close(shared.logits_BSV, full.logits_BSV, rtol=1e-4, atol=1e-4)
+    # and the uncached path with the image repeated per row is the same computation
+    rep = {k: v[index] for k, v in feats.items()}
+    kw.update(encoder_feats=rep, image_index=None)
+    plain = generate_text(tiny_model, layout, codes[index], questions, use_cache=False, **kw)
+    assert plain.tokens == full.tokens
+    with pytest.raises(UserError, match="image index"):
+        generate_text(tiny_model, layout, codes, questions, image_index=[0, 1])
+    # answer scoring (VQAScore) shares the prefix the same way
+    answers = [[11], [12, 13], [14], [15, 16, 17], [18]]
+    one = answer_logprob(tiny_model, layout, codes, questions, answers, feats, image_index=index)
+    per_row = answer_logprob(tiny_model, layout, codes[index], questions, answers, rep)
+    torch.testing.assert_close(one, per_row, rtol=1e-4, atol=1e-4)

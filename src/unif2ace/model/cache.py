@@ -55,6 +55,22 @@ class LayerKV:
             self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
 
+    def select(self, index_B: torch.Tensor) -> LayerKV:
+        """A copy holding rows ``index_B`` (repeats allowed: one row per question about a
+        shared image prefix), feature keys/values included."""
+        out = LayerKV()
+        if self.k is not None:
+            out.k = self.k[:, :, : self.length].index_select(0, index_B)
+            out.v = self.v[:, :, : self.length].index_select(0, index_B)
+        out.length = self.length
+        index = index_B.tolist()
+        for (name, rows), (k, v) in self.feat_kv.items():
+            pos = {r: j for j, r in enumerate(rows)}
+            new_rows = [b for b, i in enumerate(index) if i in pos]
+            at = torch.tensor([pos[index[b]] for b in new_rows], device=k.device)
+            out.feat_kv[(name, tuple(new_rows))] = (k.index_select(0, at), v.index_select(0, at))
+        return out
+
     def rows(self, n: int) -> LayerKV:
         """A view of the first n rows (shares the buffers; feature keys/values are recomputed
         on first use, since they are stored per row set)."""
@@ -104,6 +120,19 @@ class ModelCache:
 
     def commit(self, new_BT: torch.Tensor) -> None:
         self.modality_BS = self.full_modality(new_BT)
+
+    def select(self, index_B: torch.Tensor) -> ModelCache:
+        """A cache whose row b is this cache's row ``index_B[b]`` (copies; repeats allowed):
+        a prefix computed once per image, continued by several questions about it."""
+        feats = None
+        if self.encoder_feats is not None:
+            feats = {k: v.index_select(0, index_B) for k, v in self.encoder_feats.items()}
+        return ModelCache(
+            layers=[kv.select(index_B) for kv in self.layers],
+            modality_BS=None if self.modality_BS is None else self.modality_BS[index_B],
+            seq_route=[None if r is None else r[index_B] for r in self.seq_route],
+            encoder_feats=feats,
+        )
 
     def rows(self, n: int) -> ModelCache:
         """A view of the first n rows (e.g. the conditional half of a guidance batch)."""

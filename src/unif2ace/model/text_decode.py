@@ -11,6 +11,7 @@ restricted to text ids and ``eos``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -37,12 +38,16 @@ class TextGeneration:
     logits_BSV: torch.Tensor | None = None
 
 
-def mmu_prefix(layout: VocabLayout, codes: list[int], question: list[int]):
-    """(ids, modality ids) of ``<|mmu|> <|soi|> image <|eoi|> bos question``."""
+def mmu_prefix(layout: VocabLayout, codes: list[int], question: list[int] | None):
+    """(ids, modality ids) of ``<|mmu|> <|soi|> image <|eoi|> bos question`` (question None:
+    the image part alone, ``<|mmu|> <|soi|> image <|eoi|>``)."""
     T, I = int(Modality.TEXT), int(Modality.IMAGE)
     img = [c + layout.image_offset for c in codes]
-    ids = [layout.mmu_id, layout.soi_id, *img, layout.eoi_id, layout.bos_id, *question]
-    mod = [T, T] + [I] * len(img) + [T, T] + [T] * len(question)
+    ids = [layout.mmu_id, layout.soi_id, *img, layout.eoi_id]
+    mod = [T, T] + [I] * len(img) + [T]
+    if question is not None:
+        ids += [layout.bos_id, *question]
+        mod += [T] * (1 + len(question))
     return ids, mod
 
 
@@ -81,6 +86,33 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
+def _shared_prefix_forward(model, layout, codes, encoder_feats, index, texts, **kw):
+    """Each image's ``<|mmu|> <|soi|> image <|eoi|>`` once into a cache, the cache copied to
+    the rows (row b continues image ``index[b]``), then every row's ``bos text`` (left-padded;
+    pads are invisible and skip rotary positions). Returns (output of the text forward, its
+    ids_BT, task_B, the rows' cache)."""
+    cache = ModelCache.empty(len(model.layers))
+    ids, mod, task = mmu_batch(model, layout, codes, [None] * len(codes))
+    pre = dict(kw, last_only=True)
+    model(ids, mod, task, encoder_feats=encoder_feats, cache=cache, **pre)
+    dev = ids.device
+    cache = cache.select(torch.tensor(index, device=dev))
+    ids, mod = left_pad([[layout.bos_id, *t] for t in texts], layout.pad_id)
+    ids, mod = ids.to(dev), mod.to(dev)
+    task = torch.full((len(index),), int(Task.MMU), dtype=torch.long, device=dev)
+    return model(ids, mod, task, cache=cache, **kw), ids, task, cache
+
+
+def _check_index(image_index, n_images: int, n_rows: int) -> list[int]:
+    """``image_index`` as ints (None: row b asks about image b), validated."""
+    index = list(range(n_images)) if image_index is None else [int(i) for i in image_index]
+    if len(index) != n_rows or any(not 0 <= i < n_images for i in index):
+        raise UserError(
+            f"{n_rows} questions need one image index each in [0, {n_images}); got {len(index)}"
+        )
+    return index
+
+
 @torch.no_grad()
 def generate_text(
     model: UnifiedTransformer,
@@ -96,25 +128,42 @@ def generate_text(
     use_cache: bool = True,
     return_logits: bool = False,
     no_repeat_ngram: int = 0,
+    image_index: Sequence[int] | torch.Tensor | None = None,
 ) -> TextGeneration:
     """Caption / answer B images.
 
     Args:
-        image_codes: codes_BN in [0, K) (or lists, one per row).
+        image_codes: codes_UN in [0, K) (or lists), one per image.
         questions: text ids per row (empty list for a plain caption).
-        encoder_feats: features for the MMU sequence experts (``model.encode_images``).
+        encoder_feats: features for the MMU sequence experts (``model.encode_images``), one
+            per image.
         use_cache: KV cache (each step runs one position) or recompute the whole sequence.
         no_repeat_ngram: n > 0 forbids any token that would repeat an n-gram already in the
             row's generated text (greedy decoding otherwise loops on a sentence); 0: off.
+        image_index: the image each row asks about (default: row b, image b). Several
+            questions about one image share its prefix ``<|mmu|> <|soi|> image <|eoi|>``:
+            with the cache it is computed once per image and copied to its rows (the text
+            after it is causal and the sequence router pools the image positions only, so
+            this is the per-row computation, reordered).
     """
     if no_repeat_ngram < 0:
         raise UserError(f"no_repeat_ngram must be >= 0, got {no_repeat_ngram}")
-    ids, mod, task = mmu_batch(model, layout, image_codes, questions)
-    dev, B = ids.device, ids.shape[0]
+    codes = image_codes.tolist() if isinstance(image_codes, torch.Tensor) else image_codes
+    index = _check_index(image_index, len(codes), len(questions))
     vs = (0, layout.eos_id + 1)
-    cache = ModelCache.empty(len(model.layers)) if use_cache else None
     kw = dict(last_only=True, vocab_slice=vs, router_stats=False)
-    out = model(ids, mod, task, encoder_feats=encoder_feats, cache=cache, **kw)
+    if use_cache:
+        out, ids, task, cache = _shared_prefix_forward(
+            model, layout, codes, encoder_feats, index, questions, **kw
+        )
+    else:
+        cache = None
+        if encoder_feats is not None:
+            at = torch.tensor(index, device=next(iter(encoder_feats.values())).device)
+            encoder_feats = {k: v.index_select(0, at) for k, v in encoder_feats.items()}
+        ids, mod, task = mmu_batch(model, layout, [codes[i] for i in index], questions)
+        out = model(ids, mod, task, encoder_feats=encoder_feats, **kw)
+    dev, B = ids.device, ids.shape[0]
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     toks: list[torch.Tensor] = []
     rows: list[list[int]] = [[] for _ in range(B)]  # generated ids on the host (no_repeat_ngram)
@@ -160,17 +209,28 @@ def answer_logprob(
     questions: list[list[int]],
     answers: list[list[int]],
     encoder_feats: dict[str, torch.Tensor] | None = None,
+    image_index: Sequence[int] | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log P(answer ids | image, question) per row, teacher-forced in one left-padded forward
     over ``<|mmu|> <|soi|> image <|eoi|> bos question answer``: the sum of each answer token's
-    log-probability (:func:`text_logits`) given everything before it."""
+    log-probability (:func:`text_logits`) given everything before it. With ``image_index``
+    (the image of each row, as :func:`generate_text`), each image's prefix runs once and the
+    rows continue from a copy of its cache."""
     if any(not a for a in answers):
         raise UserError("empty answer; give the answer ids to score")
     texts = [q + a for q, a in zip(questions, answers, strict=True)]
-    ids, mod, task = mmu_batch(model, layout, image_codes, texts)
+    vs = (0, layout.eos_id + 1)
+    if image_index is None:
+        ids, mod, task = mmu_batch(model, layout, image_codes, texts)
+        out = model(ids, mod, task, encoder_feats=encoder_feats, vocab_slice=vs,
+                    router_stats=False)  # fmt: skip
+    else:
+        codes = image_codes.tolist() if isinstance(image_codes, torch.Tensor) else image_codes
+        index = _check_index(image_index, len(codes), len(texts))
+        out, ids, _, _ = _shared_prefix_forward(
+            model, layout, codes, encoder_feats, index, texts, vocab_slice=vs, router_stats=False
+        )
     dev = ids.device
-    out = model(ids, mod, task, encoder_feats=encoder_feats, vocab_slice=(0, layout.eos_id + 1),
-                router_stats=False)  # fmt: skip
     lp = text_logits(out.logits_BTV, layout).log_softmax(-1)
     T = ids.shape[1]
     res = []
