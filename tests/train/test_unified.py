@@ -345,13 +345,14 @@ def test_train_device_cuda_without_cuda_is_one_clear_error(fx, tmp_path):
         _cfg(fx, "train.device=tpu")
 
 
-def test_warm_start_from_a_checkpoint_takes_its_weights(fx, tmp_path):
+def test_warm_start_from_a_checkpoint_takes_its_weights(fx, tmp_path, monkeypatch):
     common = ("train.steps=3", "train.log_every=1", "train.ckpt_every=3")
     src = tmp_path / "src"
     train_model(_cfg(fx, *common, "train.optim.ema_decay=0.5"), src, verbose=False)
     ckpt = find_latest(src)
+    monkeypatch.chdir(tmp_path)  # the warm start named relative to here
     for weights in ("ema", "model"):
-        cfg = _cfg(fx, *common, f"init.checkpoint={src}", f"init.checkpoint_weights={weights}",
+        cfg = _cfg(fx, *common, "init.checkpoint=src", f"init.checkpoint_weights={weights}",
                    "train.steps=1", "train.optim.lr=1e-12")  # fmt: skip
         out = tmp_path / f"warm-{weights}"
         train_model(cfg, out, verbose=False)
@@ -359,6 +360,8 @@ def test_warm_start_from_a_checkpoint_takes_its_weights(fx, tmp_path):
         got, _, _ = load_trained(find_latest(out))
         for (n, a), b in zip(want.state_dict().items(), got.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=n)  # lr ~0: unchanged
+        saved = json.loads((find_latest(out) / "config.json").read_text())
+        assert saved["init"]["checkpoint"] == str(src.resolve())  # recorded absolute
     other = tmp_path / "other-text"
     train_text_tokenizer(iter_corpus(fx["data"]), 300).save(other)
     bad = _cfg(fx, f"init.checkpoint={src}", f"data.text_tokenizer={other}")

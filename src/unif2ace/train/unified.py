@@ -60,8 +60,15 @@ def with_bundled_parts(cfg: RunConfig) -> RunConfig:
 
 
 def checkpoint_config(cfg: RunConfig, layout: VocabLayout) -> dict:
-    """What ``config.json`` of a checkpoint holds: the run config and the layout."""
-    return {**to_dict(cfg), "layout": layout.to_dict()}
+    """What ``config.json`` of a checkpoint holds: the run config and the layout.
+
+    A warm start given as a relative path is recorded absolute, so the run's lineage
+    (``export.lineage``) can follow it from any working directory."""
+    d = to_dict(cfg)
+    src = d.get("init", {}).get("checkpoint") or ""
+    if src and not Path(src).is_absolute() and Path(src).exists():
+        d["init"]["checkpoint"] = str(Path(src).resolve())
+    return {**d, "layout": layout.to_dict()}
 
 
 def read_checkpoint_config(folder: str | Path) -> tuple[RunConfig, VocabLayout]:
