@@ -17,6 +17,18 @@ def _codes(layout, R: int, N: int, seed: int, ratio: float = 0.5) -> torch.Tenso
     return torch.where(masked, torch.full_like(codes, layout.codebook_size), codes)
 
 
+def _images_with_open_resamplers(model, layout, n: int, seed: int):
+    """(codes_N8, encoder features) of n random images, after giving the sequence experts'
+    resamplers non-zero output weights so that the encoder features change the result."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.layers:
+            for ex in layer.seq_moe.experts.values():
+                torch.nn.init.normal_(ex.resampler.o_proj.weight, std=0.1, generator=g)
+    codes = torch.randint(0, layout.codebook_size, (n, 8), generator=g)
+    return codes, model.encode_images(torch.rand(n, 3, 32, 32, generator=g))
+
+
 def test_prompt_cache_equals_uncached(tiny_model, layout):
     prompts = [[3, 4, 5, 6], [7], [8, 9]]
     kw = dict(with_uncond=True)
@@ -45,13 +57,7 @@ def test_prompt_cache_under_bf16_autocast(tiny_model, layout):
 
 
 def test_kv_cache_greedy_equals_uncached(tiny_model, layout):
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # open the resamplers so encoder features matter
-        for layer in tiny_model.layers:
-            for ex in layer.seq_moe.experts.values():
-                torch.nn.init.normal_(ex.resampler.o_proj.weight, std=0.1, generator=g)
-    codes = torch.randint(0, layout.codebook_size, (3, 8), generator=g)
-    feats = tiny_model.encode_images(torch.rand(3, 3, 32, 32, generator=g))
+    codes, feats = _images_with_open_resamplers(tiny_model, layout, 3, seed=0)
     questions = [[1, 2, 3], [], [4, 5]]
     kw = dict(max_new_tokens=10, return_logits=True, encoder_feats=feats)
     a = generate_text(tiny_model, layout, codes, questions, use_cache=True, **kw)
@@ -138,13 +144,7 @@ def test_questions_about_one_image_share_its_prefix(tiny_model, layout):
     """``image_index``: each image's ``<|mmu|> <|soi|> image <|eoi|>`` runs once and its
     cache is copied to every question about it; the answers are those of one full sequence
     per question (the uncached path), encoder features and sequence routing included."""
-    g = torch.Generator().manual_seed(4)
-    with torch.no_grad():  # open the resamplers so encoder features matter
-        for layer in tiny_model.layers:
-            for ex in layer.seq_moe.experts.values():
-                torch.nn.init.normal_(ex.resampler.o_proj.weight, std=0.1, generator=g)
-    codes = torch.randint(0, layout.codebook_size, (2, 8), generator=g)
-    feats = tiny_model.encode_images(torch.rand(2, 3, 32, 32, generator=g))
+    codes, feats = _images_with_open_resamplers(tiny_model, layout, 2, seed=4)
     index = [0, 1, 0, 0, 1]
     questions = [[1, 2, 3], [4], [5, 6], [], [7, 8, 9, 10]]
     kw = dict(max_new_tokens=8, return_logits=True, encoder_feats=feats, image_index=index)
