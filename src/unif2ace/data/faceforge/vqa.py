@@ -118,8 +118,8 @@ REASONING_KEEP_NO = {"covered": 0.4, "talking": 0.1}
 REASONING_KEEP_YES_PLEASED = 0.25  # "Does she look pleased?" is "No" for a glaring frown
 # P(action | visible) under ``labels.sample_labels`` (20,000 draws; a test re-measures them).
 # The action pairs weight an attribute by 1/prior when asking about a present action and by
-# 1/(1 - prior) when asking about an absent one, so each action question is answered "Yes"
-# about as often as "No" (a rare action such as a wink is otherwise nearly always "No").
+# prior/(1 - prior) when asking about an absent one, so each action question is answered
+# "Yes" about as often as "No" (a rare action such as a wink is otherwise nearly always "No").
 ACTION_PRIOR = {
     "smile": 0.27,
     "laugh": 0.09,
@@ -359,7 +359,7 @@ def make_vqa(labels: Labels, rng: np.random.Generator, n: int = 8) -> list[dict]
             and _categorical(c, a, c.pick(("yes_no", "yes_no", "choice")), c.p(0.5))
         ),
         lambda: (
-            _action(c, take(["head_turn"]))
+            (a := take(["head_turn"])) and _action(c, a)
             if "head_turn" in v and c.p(1 / 3)
             else action(not first_on)
         ),
