@@ -61,6 +61,8 @@ from .vocab import VocabLayout
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 IMAGE_TOKENIZER_DIR, TEXT_TOKENIZER_DIR = "image_tokenizer", "text_tokenizer"
 SHARED_KEY = "bundled_parts"  # config.json: {part folder: digest} taken from the package
+FORMAT_KEY = "weights_format"  # config.json: how model.safetensors stores the weights (q8)
+EXPORT_KEYS = (SHARED_KEY, FORMAT_KEY)  # what an export adds to the run config
 
 Prompt = str | dict
 ImageInput = Image.Image | str | Path
@@ -321,10 +323,10 @@ class FacePipeline:
 
         cfg = self.sampling.into_run_config(self.extra_config)
         cfg["model"], cfg["layout"] = self.model.cfg.to_dict(), self.layout.to_dict()
-        cfg.pop("weights_format", None)
-        cfg.pop(SHARED_KEY, None)
+        for key in EXPORT_KEYS:
+            cfg.pop(key, None)
         if q8:
-            cfg["weights_format"] = FORMAT
+            cfg[FORMAT_KEY] = FORMAT
         if share_bundled:
             cfg[SHARED_KEY] = self._bundled_digests()
         with atomic_dir(Path(dir)) as tmp:

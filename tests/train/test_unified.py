@@ -369,6 +369,33 @@ def test_warm_start_from_a_checkpoint_takes_its_weights(fx, tmp_path, monkeypatc
         train_model(bad, tmp_path / "bad", verbose=False)
 
 
+def test_warm_start_from_an_exported_q8_model_folder(fx, tmp_path):
+    """Fine-tuning a shipped model: an export (q8 weights, export-only config keys) is a
+    valid ``init.checkpoint``; its (dequantised) weights start the run."""
+    from unif2ace.pipeline import FacePipeline
+
+    common = ("train.steps=1", "train.log_every=1", "train.ckpt_every=1")
+    train_model(_cfg(fx, *common), tmp_path / "src", verbose=False)
+    export = FacePipeline.from_pretrained(find_latest(tmp_path / "src"), dtype=torch.float32)
+    export.save_pretrained(tmp_path / "exported", q8=True)
+    assert "weights_format" in json.loads((tmp_path / "exported" / "config.json").read_text())
+    cfg = _cfg(fx, *common, f"init.checkpoint={tmp_path / 'exported'}", "train.optim.lr=1e-12")
+    train_model(cfg, tmp_path / "warm", verbose=False)
+    want = FacePipeline.from_pretrained(tmp_path / "exported", dtype=torch.float32).model
+    got, _, _ = load_trained(find_latest(tmp_path / "warm"))
+    for (n, a), b in zip(want.state_dict().items(), got.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=n)
+
+
+def test_the_bundled_model_folder_reads_as_a_run_config():
+    from unif2ace import bundled
+
+    if not bundled.available("model"):
+        pytest.skip("no bundled model in this install")
+    cfg, layout = read_checkpoint_config(bundled.path("model"))
+    assert cfg.model.d_model > 0 and layout.size > layout.image_offset
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume_through_the_cli_is_bitwise_identical(fx, tmp_path):
     args = ["train", "model", "--preset", "tiny", "--data", str(fx["data"]),

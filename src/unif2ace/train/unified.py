@@ -72,10 +72,14 @@ def checkpoint_config(cfg: RunConfig, layout: VocabLayout) -> dict:
 
 
 def read_checkpoint_config(folder: str | Path) -> tuple[RunConfig, VocabLayout]:
-    """The run config and layout of a checkpoint (missing fields take today's defaults)."""
+    """The run config and layout of a checkpoint or an exported model folder (missing
+    fields take today's defaults; what an export adds is not part of the run config)."""
+    from ..pipeline import EXPORT_KEYS
     from .checkpoint import read_config
 
     d = read_config(folder)
+    for key in EXPORT_KEYS:
+        d.pop(key, None)
     if "layout" not in d:
         raise UserError(f"{folder} has no layout in config.json; not a unif2ace model checkpoint")
     layout = VocabLayout.from_dict(d.pop("layout"))
