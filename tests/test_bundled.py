@@ -49,6 +49,9 @@ def test_run_config_takes_bundled_parts(assets):
     assert cfg.data.image_tokenizer == str(paths["image_tokenizer"])
     assert cfg.data.text_tokenizer == str(paths["text_tokenizer"])
     assert cfg.init.face_encoder == "runs/enc/identity" and cfg.init.semantic_encoder == ""
+    assert cfg.init.checkpoint == ""
+    model = _ship(assets, "model")
+    assert load_run_config("tiny", ["init.checkpoint=bundled"]).init.checkpoint == str(model)
 
 
 def test_train_model_bundled_flag_fills_only_missing_parts(assets, tmp_path):

@@ -203,6 +203,13 @@ def test_card_counts_the_warm_starts_behind_a_run(run_dir, tmp_path):
     assert "not on disk, not counted" in card
     assert f"| in all | 8 steps, {2 * s['tokens_seen']:,} tokens" in card
     assert "(the runs found on disk)" in card
+    # a warm start from an exported model folder counts what its training.json recorded
+    c = copy_with_init("c", str(out), "ema")
+    assert main(["export", "--checkpoint", str(c), "--out", str(tmp_path / "e3")]) == 0
+    s3 = json.loads((tmp_path / "e3" / SUMMARY_FILE).read_text())
+    assert [e["source"] for e in s3["lineage"]] == [str(out), str(a), str(tmp_path / "gone")]
+    assert s3["lineage"][0]["weights"] == "exported model, bf16" and s3["lineage"][0]["step"] == 4
+    assert "| in all | 12 steps," in (tmp_path / "e3" / CARD_FILE).read_text()
     # a run from scratch has no such rows
     assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e2")]) == 0
     assert "warm start" not in (tmp_path / "e2" / CARD_FILE).read_text()

@@ -8,7 +8,8 @@ sequence-level experts (``encoders/semantic``, ``encoders/identity``), the attri
 
 Anywhere a command takes one of these folders, the word ``bundled`` names the shipped one:
 ``unif2ace train model --tokenizer bundled`` (or ``--bundled`` for all four training parts),
-``unif2ace data pretokenize --tokenizer bundled``. :func:`resolve` turns the word into the
+``unif2ace data pretokenize --tokenizer bundled``, ``init.checkpoint=bundled`` (fine-tune
+the shipped model). :func:`resolve` turns the word into the
 path, with one clear error when this install lacks the part.
 """
 
@@ -39,6 +40,10 @@ TRAINING_PARTS = {
     "init.semantic_encoder": "semantic_encoder",
     "init.face_encoder": "face_encoder",
 }
+
+#: every run-config key that takes the word ``bundled``: the training parts and the warm
+#: start (``init.checkpoint=bundled`` fine-tunes the shipped model)
+CONFIG_PARTS = {**TRAINING_PARTS, "init.checkpoint": "model"}
 
 
 def assets_dir() -> Path:

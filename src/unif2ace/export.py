@@ -105,8 +105,10 @@ def lineage(run_cfg: dict, limit: int = 32) -> list[dict]:
     taken from it and its own steps, tokens and wall time, followed back through its config.
 
     A run folder stands for its newest checkpoint (what a warm start from it loaded, unless
-    that run went on afterwards). The walk stops at a source that is no longer on disk (its
-    entry then has ``found: False`` and no counts) or after ``limit`` entries."""
+    that run went on afterwards). An exported model folder (e.g. the bundled model) counts
+    what its ``training.json`` recorded at export, its own lineage included, and ends the
+    walk. The walk stops at a source that is no longer on disk (its entry then has
+    ``found: False`` and no counts) or after ``limit`` entries."""
     from .pipeline import _resolve_folder
 
     out: list[dict] = []
@@ -119,6 +121,14 @@ def lineage(run_cfg: dict, limit: int = 32) -> list[dict]:
         entry = {"source": src, "weights": init.get("checkpoint_weights", "ema"), "found": False}
         out.append(entry)
         ck = _resolve_folder(Path(src))
+        if (ck / SUMMARY_FILE).is_file() and not (ck / "trainer_state.json").is_file():
+            s = json.loads((ck / SUMMARY_FILE).read_text())
+            fmt = s.get("weights_format", "bf16")
+            entry |= {"found": True, "step": s.get("step"), "tokens_seen": s.get("tokens_seen"),
+                      "train_wall_s": s.get("train_wall_s"),
+                      "weights": f"exported {s.get('weights', 'model')}, {fmt}"}  # fmt: skip
+            out += list(s.get("lineage") or [])[: limit - len(out)]
+            break
         if not ((ck / "config.json").is_file() and (ck / "trainer_state.json").is_file()):
             break
         state = json.loads((ck / "trainer_state.json").read_text())

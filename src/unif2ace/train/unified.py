@@ -48,11 +48,11 @@ def load_run_config(preset: str, overrides: list[str] | None = None) -> RunConfi
 
 
 def with_bundled_parts(cfg: RunConfig) -> RunConfig:
-    """``cfg`` with every training part set to the word ``bundled`` (image and text
-    tokenizer, the two encoders) replaced by the path of the one shipped in the package."""
+    """``cfg`` with every part set to the word ``bundled`` (image and text tokenizer, the two
+    encoders, the warm-start model) replaced by the path of the one shipped in the package."""
     from .. import bundled
 
-    for key, part in bundled.TRAINING_PARTS.items():
+    for key, part in bundled.CONFIG_PARTS.items():
         section, name = key.split(".")
         obj = getattr(cfg, section)
         setattr(obj, name, str(bundled.resolve(getattr(obj, name), part)))
