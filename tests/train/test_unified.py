@@ -31,6 +31,7 @@ from unif2ace.tokenizer.text import iter_corpus, train_text_tokenizer
 from unif2ace.train.checkpoint import find_latest
 from unif2ace.train.metrics import read_jsonl
 from unif2ace.train.task import (
+    TASKS,
     MixedTaskData,
     RunConfig,
     VQABalance,
@@ -95,6 +96,46 @@ def test_one_step_gives_finite_loss_with_every_component(fx):
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert model.encoders["semantic"].proj.weight.grad is not None  # MMU images reach them
     assert res.n_tokens == int((batch["modality_BT"] != int(Modality.PAD)).sum())
+
+
+def test_caption_and_vqa_text_weights_split_the_token_mean(fx):
+    """kind_B marks each row's task; w_caption / w_vqa weigh its targets in the text loss
+    (normalised by the number of targets, so 1 / 1 is the plain mean and the loss is linear
+    in the two weights); the per-task CEs are logged and bracket the mean."""
+    from dataclasses import replace
+
+    from unif2ace.data.sequences import CAPTION_INSTRUCTION, decode_sequence
+
+    cfg = _cfg(fx, "train.micro_batch_size=8", "train.batch_size=8", "data.t2i=0.2",
+               "data.caption=0.4", "data.vqa=0.4")  # fmt: skip
+    batch, layout = _first_batch(cfg)
+    tok = prepare(cfg)[1]
+    kinds = batch["kind_B"].tolist()
+    assert {TASKS.index("caption"), TASKS.index("vqa")} <= set(kinds), "seed 0 mixes both"
+    for ids, kind in zip(batch["ids_BT"], kinds, strict=True):
+        d = decode_sequence(layout, ids)
+        if kind == TASKS.index("t2i"):
+            assert d.task == Task.T2I
+        else:
+            assert d.task == Task.MMU
+            is_caption = tok.decode(d.text_ids).startswith(CAPTION_INSTRUCTION)
+            assert is_caption == (kind == TASKS.index("caption"))
+    torch.manual_seed(0)
+    model = build_model(cfg.model, layout)
+
+    def text_loss(w_caption: float, w_vqa: float):
+        loss = replace(cfg.loss, w_t2i=0.0, balance=0.0, w_caption=w_caption, w_vqa=w_vqa)
+        with torch.no_grad():
+            return unified_loss(model, batch, layout, loss)
+
+    one = text_loss(1.0, 1.0)
+    cap, vqa = text_loss(1.0, 0.0), text_loss(0.0, 1.0)
+    torch.testing.assert_close(one.loss, one.mmu)
+    torch.testing.assert_close(cap.loss + vqa.loss, one.loss)
+    torch.testing.assert_close(text_loss(3.0, 0.5).loss, 3 * cap.loss + 0.5 * vqa.loss)
+    m = one.metrics
+    assert min(m["mmu_caption"], m["mmu_vqa"]) < m["mmu"] < max(m["mmu_caption"], m["mmu_vqa"])
+    assert cap.metrics["mmu"] == m["mmu"]  # the logged mean is the unweighted one
 
 
 def test_padding_never_enters_the_loss(fx):

@@ -61,6 +61,12 @@ class LossConfig:
     w_t2i: float = 1.0
     w_mmu: float = 1.0
     balance: float = 0.01
+    # Within the text loss: a multiplier per target token of a caption row and of a VQA row,
+    # the sum divided by the number of targets (1, 1: the plain token mean). With
+    # data.vqa_turns a VQA row carries ~8x the targets of one pair, so the captions' share of
+    # the text loss shrinks; these set it back (or anywhere).
+    w_caption: float = 1.0
+    w_vqa: float = 1.0
     d3diff: D3DiffConfig = field(default_factory=D3DiffConfig)
     corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
 
@@ -215,18 +221,32 @@ def record_to_sequence(
     """One record as a generation, captioning or VQA example (task drawn from ``g``; the VQA
     pair uniformly, or by ``vqa_balance``'s weights; ``cfg.vqa_turns`` pairs as one
     conversation)."""
+    return record_to_example(cfg, layout, tokenizer, record, codes, g, vqa_balance)[1]
+
+
+def record_to_example(
+    cfg: DataConfig,
+    layout: VocabLayout,
+    tokenizer,
+    record: dict,
+    codes: torch.Tensor,
+    g: torch.Generator,
+    vqa_balance: VQABalance | None = None,
+) -> tuple[str, TokenSequence]:
+    """(task of :data:`TASKS` it became, sequence) of :func:`record_to_sequence` (a VQA draw
+    on a record without VQA pairs becomes a caption)."""
     probs = torch.as_tensor(cfg.task_probs())
     task = TASKS[int(torch.multinomial(probs, 1, generator=g))]
     if task == "t2i":
         texts = [p for p in (record.get("prompts") or []) if p] or [record.get("caption") or ""]
         text = texts[int(torch.randint(len(texts), (), generator=g))]
         prompt = tokenizer.encode(text)[: max(cfg.max_text_len - 3, 0)]
-        return build_t2i_with_dropout(layout, prompt, codes, cfg.prompt_dropout, g)
+        return task, build_t2i_with_dropout(layout, prompt, codes, cfg.prompt_dropout, g)
     vqa = record.get("vqa") or []
     if task == "caption" or not vqa:
         caption = tokenizer.encode(record.get("caption") or "")
         instruction = tokenizer.encode(CAPTION_INSTRUCTION)
-        return build_caption(layout, codes, caption, instruction, cfg.max_text_len)
+        return "caption", build_caption(layout, codes, caption, instruction, cfg.max_text_len)
     if cfg.vqa_turns > 1:
         w = vqa_balance.weights(vqa) if vqa_balance is not None else torch.ones(len(vqa))
         picked = torch.multinomial(w, min(cfg.vqa_turns, len(vqa)), generator=g).tolist()
@@ -234,13 +254,13 @@ def record_to_sequence(
             (tokenizer.encode(vqa[i]["question"]), encode_answer(tokenizer, vqa[i]["answer"]))
             for i in picked
         ]
-        return build_mmu_turns(layout, codes, turns, cfg.max_text_len)
+        return task, build_mmu_turns(layout, codes, turns, cfg.max_text_len)
     if vqa_balance is None:
         qa = vqa[int(torch.randint(len(vqa), (), generator=g))]
     else:
         qa = vqa[int(torch.multinomial(vqa_balance.weights(vqa), 1, generator=g))]
     q, a = tokenizer.encode(qa["question"]), encode_answer(tokenizer, qa["answer"])
-    return build_mmu(layout, codes, q, a, cfg.max_text_len)
+    return task, build_mmu(layout, codes, q, a, cfg.max_text_len)
 
 
 def encoder_image(png: bytes, resolution: int) -> torch.Tensor:
@@ -300,7 +320,7 @@ class MixedTaskData:
             chunk, n_batch = [], n_batch + 1
 
     def _batch(self, records: list[dict], epoch: int, n_batch: int) -> dict:
-        seqs, images = [], []
+        seqs, kinds, images = [], [], []
         for j, rec in enumerate(records):
             codes = self.codes.get(rec["id"])
             if codes is None:
@@ -311,10 +331,11 @@ class MixedTaskData:
             # FaceShardDataset gives this rank positions rank, rank + world, ... of the epoch
             pos = (n_batch * self.micro + j) * self.world + self.rank
             g = record_generator(self.seed, epoch, pos)
-            seq = record_to_sequence(
+            kind, seq = record_to_example(
                 self.cfg, self.layout, self.tokenizer, rec, codes, g, self.vqa_balance
             )
             seqs.append(seq)
+            kinds.append(TASKS.index(kind))
             if self.cfg.encoder_images:
                 r = self.cfg.encoder_resolution
                 mmu = seq.task == Task.MMU
@@ -327,6 +348,7 @@ class MixedTaskData:
             "loss_mask_BT": b.loss_mask_BT,
             "image_mask_BT": b.image_mask_BT,
             "task_B": b.task_B,
+            "kind_B": torch.tensor(kinds, dtype=torch.long),
             "prompt_dropped_B": b.prompt_dropped_B,
             "noise_seed": torch.tensor(int(s.generate_state(1, np.uint64)[0] >> np.uint64(1))),
         }
@@ -473,11 +495,26 @@ def unified_loss(model, batch: dict, layout: VocabLayout, cfg: LossConfig) -> Un
     if bool(tgt_BT.any()):
         pred = logits[:, :-1][tgt_BT].float()
         target = batch["ids_BT"][:, 1:][tgt_BT]
-        mmu = F.cross_entropy(pred, target)
+        ce = F.cross_entropy(pred, target, reduction="none")
+        mmu = ce.mean()
+        metrics.update(mmu=float(mmu.detach()))
+        kind_B = batch.get("kind_B")
+        if kind_B is not None:  # per-token weights by the row's task; metrics per task
+            kind = kind_B[:, None].expand_as(tgt_BT)[tgt_BT]
+            w = {"caption": cfg.w_caption, "vqa": cfg.w_vqa}
+            if any(v != 1.0 for v in w.values()):
+                weight = torch.ones_like(ce)
+                for name, v in w.items():
+                    weight = weight.masked_fill(kind == TASKS.index(name), v)
+                mmu = (weight * ce).sum() / ce.numel()
+            for name in w:
+                sel = kind == TASKS.index(name)
+                if bool(sel.any()):
+                    metrics[f"mmu_{name}"] = float(ce.detach()[sel].mean())
         total = total + cfg.w_mmu * mmu
         with torch.no_grad():
             acc = (pred.argmax(-1) == target).float().mean()
-        metrics.update(mmu=float(mmu.detach()), text_acc=float(acc))
+        metrics.update(text_acc=float(acc))
     n_tokens = int((batch["modality_BT"] != int(Modality.PAD)).sum())
     return UnifiedLoss(total, t2i, mmu, out.balance_loss, metrics, n_tokens)
 
