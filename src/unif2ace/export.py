@@ -302,17 +302,26 @@ def _sampler_line(sc: dict | None) -> str:
 def _metrics_table(metrics: dict) -> list[str]:
     """Markdown rows: an ``unif2ace eval`` JSON as metric × split (its ``summary``), any
     other JSON as its top-level scalars."""
+    from .eval.report import with_interval
+
     summ = metrics.get("summary")
     if isinstance(summ, dict) and summ and all(isinstance(v, dict) for v in summ.values()):
         splits = list(summ)
         keys = list(dict.fromkeys(k for v in summ.values() for k in v))
+        ci = metrics.get("ci95") or {}
         rows = ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
         rows += [
-            f"| {k} | " + " | ".join(_fmt(summ[sp].get(k, "")) for sp in splits) + " |"
+            f"| {k} | "
+            + " | ".join(
+                with_interval(_fmt(summ[sp].get(k, "")), ci.get(sp, {}).get(k)) for sp in splits
+            )
+            + " |"
             for k in keys
         ]
         div = metrics.get("diversity", {})
         rows += [f"| diversity: {k} | {_fmt(v)} |" for k, v in div.items() if isinstance(v, float)]
+        if ci:
+            rows += ["", "Brackets: 95 % bootstrap intervals over the evaluated faces."]
         return rows
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
     return ["| metric | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in flat.items()]

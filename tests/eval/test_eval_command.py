@@ -146,8 +146,17 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path):
         assert 0.0 < s["vqa_accuracy_blind"] < 1.0
         assert math.isfinite(s["prompt_gap_nats"]) and s["denoise_ce_nats"] > 0
         assert m["splits"][split]["understanding"]["vqa"]["n"] == 16  # 2 faces x 8 questions
+    for split, ci in m["ci95"].items():  # bootstrap intervals over the 2 faces
+        s = m["summary"][split]
+        assert s["vqa_minus_blind"] == pytest.approx(s["vqa_accuracy"] - s["vqa_accuracy_blind"])
+        keys = {"generation_fidelity", "vqa_score", "caption_attribute_f1", "cider_d",
+                "vqa_accuracy", "vqa_accuracy_blind", "vqa_minus_blind"}  # fmt: skip
+        assert keys <= set(ci) <= set(s)
+        for k, (lo, hi) in ci.items():
+            assert math.isnan(lo) or lo - 1e-9 <= s[k] <= hi + 1e-9, k
     report = (tmp_path / "report" / "REPORT.md").read_text()
     assert "## test_heldout" in report and "generation_fidelity" in report
+    assert "95 % bootstrap intervals" in report
     assert "blind baseline, the question alone" in report
     for name in ("fidelity_test.png", "generated_test.png", "described_test_heldout.png"):
         assert (tmp_path / "report" / name).is_file(), name

@@ -206,6 +206,10 @@ def test_accuracy_counts_errors_and_skips_hidden(data_dir):
     acc = attribute_accuracy(pred, labels)
     assert acc["per_attribute"]["gender"] == pytest.approx(1 - 1 / len(labels))
     assert acc["overall"] == pytest.approx(1 - 1 / acc["n"])
+    images = attribute_accuracy(pred, labels, per_image=True)["per_image"]
+    assert len(images) == len(labels) and sum(c for _, c in images) == acc["n"]
+    assert [c - r for r, c in images] == [1] + [0] * (len(labels) - 1)  # the one error
+    assert "per_image" not in acc
     # the same error on an attribute the caller marks hidden is not scored
     skipped = attribute_accuracy(pred, labels, hidden=[{"gender"}] + [set()] * (len(labels) - 1))
     assert skipped["overall"] == 1.0 and skipped["n"] == acc["n"] - 1

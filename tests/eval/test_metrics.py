@@ -413,3 +413,46 @@ def test_welch_test_matches_scipy():
         assert ours.delta / ours.se == pytest.approx(float(ref.statistic), rel=1e-9)
     assert math.isnan(welch_test([1.0], [2.0, 3.0]).p) and welch_test([1.0], [2.0]).delta == -1.0
     assert welch_test([1.0, 1.0], [1.0, 1.0]).p == 1.0
+
+
+def test_bootstrap_interval_matches_the_normal_approximation_and_is_seeded():
+    from unif2ace.eval.metrics.stats import bootstrap_ci, ratio_ci
+
+    rng = np.random.default_rng(0)
+    x = (rng.random(400) < 0.5).astype(float)  # 400 independent coin flips
+    lo, hi = ratio_ci(x, np.ones_like(x))
+    half = 1.96 * math.sqrt(x.mean() * (1 - x.mean()) / len(x))
+    assert lo < x.mean() < hi and (hi - lo) / 2 == pytest.approx(half, rel=0.15)
+    assert ratio_ci(x, np.ones_like(x)) == [lo, hi]  # seeded
+    assert ratio_ci(np.full(5, 0.3), np.ones(5)) == pytest.approx([0.3, 0.3])
+    assert all(math.isnan(v) for v in ratio_ci([1.0], [1.0]))
+    assert all(math.isnan(v) for v in bootstrap_ci(lambda idx: np.full(len(idx), np.nan), 5))
+    with pytest.raises(ValueError, match="shape"):
+        ratio_ci([1.0, 2.0], [1.0])
+
+
+def test_bootstrap_over_faces_keeps_a_faces_questions_together():
+    """50 faces x 8 answers that agree within a face: the interval is as wide as 50 flips,
+    not 400 (questions about one face are not independent evidence)."""
+    from unif2ace.eval.metrics.stats import ratio_ci
+
+    rng = np.random.default_rng(1)
+    face = (rng.random(50) < 0.5).astype(float)
+    clustered = ratio_ci(8 * face, np.full(50, 8.0))
+    naive = ratio_ci(np.repeat(face, 8), np.ones(400))
+    width = 2 * 1.96 * math.sqrt(face.mean() * (1 - face.mean()) / 50)
+    assert clustered[1] - clustered[0] == pytest.approx(width, rel=0.2)
+    assert (naive[1] - naive[0]) < 0.5 * (clustered[1] - clustered[0])
+
+
+def test_per_caption_counts_sum_to_the_micro_scores(faceforge):
+    from unif2ace.eval.metrics.caption_attributes import AttributeCounts, per_caption_counts
+
+    labels, caps = [x[0] for x in faceforge], [x[1] for x in faceforge]
+    shuffled = caps[1:] + caps[:1]  # wrong captions: precision and recall well below 1
+    total = AttributeCounts()
+    for c in per_caption_counts(shuffled, labels, caps):
+        total.add(c)
+    s = caption_attribute_scores(shuffled, labels, caps)
+    assert total.scores() == pytest.approx((s.precision, s.recall, s.f1))
+    assert s.precision < 0.9

@@ -270,6 +270,7 @@ def attribute_accuracy(
     labels: list[dict],
     hidden: list[set[str]] | None = None,
     attributes=None,
+    per_image: bool = False,
 ) -> dict:
     """Accuracy of ``pred`` against reference label sets.
 
@@ -279,6 +280,8 @@ def attribute_accuracy(
 
     Args:
         attributes: names to score (default: all 46).
+        per_image: also return ``"per_image"``: ``[right, scored]`` of each image (for
+            bootstrap intervals over images).
 
     Returns:
         ``{"overall": float, "per_attribute": {name: acc}, "n": int}``; ``overall`` pools
@@ -294,16 +297,22 @@ def attribute_accuracy(
         raise UserError(f"unknown attributes {unknown}; see `unif2ace data ontology`")
     right = dict.fromkeys(names, 0)
     count = dict.fromkeys(names, 0)
+    images = []
     for i, lab in enumerate(labels):
         skip = hidden_attributes(lab) | (set(hidden[i]) if hidden is not None else set())
+        r = c = 0
         for nm in names:
             if lab.get(nm) is None or nm in skip:
                 continue
+            ok = int(pred.values[i].get(nm, None) == lab[nm])
             count[nm] += 1
-            right[nm] += int(pred.values[i].get(nm, None) == lab[nm])
+            right[nm] += ok
+            r, c = r + ok, c + 1
+        images.append([r, c])
     per = {nm: right[nm] / count[nm] for nm in names if count[nm]}
     n = sum(count.values())
-    return {"overall": sum(right.values()) / n if n else math.nan, "per_attribute": per, "n": n}
+    out = {"overall": sum(right.values()) / n if n else math.nan, "per_attribute": per, "n": n}
+    return out | {"per_image": images} if per_image else out
 
 
 # ------------------------------------------------------------------------ save / load

@@ -28,6 +28,13 @@ def _fmt(x) -> str:
     return str(x)
 
 
+def with_interval(text: str, ci) -> str:
+    """``text`` followed by its 95 % interval ``[lo, hi]`` when ``ci`` holds one."""
+    if not ci or len(ci) != 2 or any(v is None or math.isnan(v) for v in ci):
+        return text
+    return f"{text} [{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
 def bar_chart(series: dict[str, dict[str, float]], path: Path, title: str) -> Path:
     """Horizontal grouped bars: one group per attribute, one bar per series."""
     import matplotlib
@@ -67,11 +74,15 @@ def write_report(result: dict, out: str | Path, model_name: str) -> Path:
         "| metric | target | " + " | ".join(splits) + " |",
         "|---|---|" + "---|" * len(splits),
     ]
+    ci = m.get("ci95") or {}
     for k in keys:
         tgt = f"≥ {TARGETS[k]:.2f}" if k in TARGETS else ""
-        vals = " | ".join(_fmt(m["summary"][s][k]) for s in splits)
-        lines.append(f"| {k} | {tgt} | {vals} |")
+        cells = (with_interval(_fmt(m["summary"][s][k]), ci.get(s, {}).get(k)) for s in splits)
+        lines.append(f"| {k} | {tgt} | {' | '.join(cells)} |")
     lines += [
+        "",
+        "Brackets: 95 % bootstrap intervals over the evaluated faces (how far a number moves "
+        "with the choice of faces alone; not the spread between training runs).",
         "",
         "Generation fidelity: the attribute judge's accuracy on the attributes each prompt asks "
         "for, on the generated face; the *real ceiling* is the same judge on the record's real "

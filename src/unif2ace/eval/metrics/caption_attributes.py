@@ -41,7 +41,13 @@ from ...data.caption_parser import parse_caption
 from ...data.ontology import BY_NAME, NAMES, Labels, hidden_attributes
 from ...errors import UserError
 
-__all__ = ["AttributeCounts", "CaptionAttributeScores", "caption_attribute_scores", "prf"]
+__all__ = [
+    "AttributeCounts",
+    "CaptionAttributeScores",
+    "caption_attribute_scores",
+    "per_caption_counts",
+    "prf",
+]
 
 REFERENCES = ("caption", "labels")
 
@@ -162,17 +168,39 @@ def caption_attribute_scores(
                 raise UserError(f"unknown attribute(s) in labels: {', '.join(unknown)}")
     per: dict[str, AttributeCounts] = {}
     unverifiable = 0
+    for counts, unv in _each(candidates, labels, references, reference):
+        unverifiable += unv
+        for a, c in counts.items():
+            per.setdefault(a, AttributeCounts()).add(c)
+    return _aggregate(per, n, unverifiable, reference)
+
+
+def _each(candidates, labels, references, reference):
     for i, cand in enumerate(candidates):
-        counts, unv = _one(
+        yield _one(
             cand,
             labels[i] if labels is not None else None,
             references[i] if references is not None else None,
             reference,
         )
-        unverifiable += unv
-        for a, c in counts.items():
-            per.setdefault(a, AttributeCounts()).add(c)
-    return _aggregate(per, n, unverifiable, reference)
+
+
+def per_caption_counts(
+    candidates: Sequence[str],
+    labels: Sequence[Labels] | None = None,
+    references: Sequence[str] | None = None,
+    reference: str = "caption",
+) -> list[AttributeCounts]:
+    """The all-attribute counts of each caption (what :func:`caption_attribute_scores` sums
+    for its micro scores; same arguments, checked there): the units of a bootstrap over
+    faces."""
+    out = []
+    for counts, _ in _each(candidates, labels, references, reference):
+        total = AttributeCounts()
+        for c in counts.values():
+            total.add(c)
+        out.append(total)
+    return out
 
 
 def _aggregate(

@@ -1,4 +1,5 @@
-"""Welch's two-sample t-test for the ablation tables (a few seeds per variant), without scipy.
+"""Welch's two-sample t-test for the ablation tables (a few seeds per variant), without scipy,
+and percentile-bootstrap intervals for one evaluation's metrics (resampling its faces).
 
 ``welch_test(a, b)`` gives the difference of means, its standard error, the Welch-Satterthwaite
 degrees of freedom and the two-sided p-value from Student's t distribution:
@@ -12,7 +13,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["WelchResult", "betainc", "student_t_two_sided_p", "welch_test"]
+import numpy as np
+
+__all__ = [
+    "WelchResult",
+    "betainc",
+    "bootstrap_ci",
+    "ratio_ci",
+    "student_t_two_sided_p",
+    "welch_test",
+]
 
 
 def betainc(a: float, b: float, x: float) -> float:
@@ -82,3 +92,42 @@ def welch_test(a: Sequence[float], b: Sequence[float]) -> WelchResult:
         return WelchResult(ma - mb, 0.0, math.nan, 1.0 if ma == mb else 0.0)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return WelchResult(ma - mb, se, df, student_t_two_sided_p((ma - mb) / se, df))
+
+
+def bootstrap_ci(
+    stat, n: int, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> list[float]:
+    """Percentile-bootstrap interval ``[lo, hi]`` of a metric over ``n`` independent units.
+
+    The units are what an evaluation samples — faces or prompts — and every number measured
+    on one unit (its 8 questions, its attributes) stays with it, so the interval accounts for
+    their correlation (a cluster bootstrap). ``stat(idx_RN)`` gets ``n_boot`` resamples as a
+    ``(n_boot, n)`` index array (rows drawn with replacement) and returns the metric of each
+    resample, shape ``(n_boot,)``; resamples whose metric is undefined (nan) are dropped.
+    [nan, nan] when ``n < 2`` or nothing is defined. Seeded: the same inputs give the same
+    interval."""
+    if n < 2:
+        return [math.nan, math.nan]
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    vals = np.asarray(stat(idx), dtype=np.float64)
+    vals = vals[~np.isnan(vals)]
+    if not len(vals):
+        return [math.nan, math.nan]
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(vals, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def ratio_ci(num, den, **kw) -> list[float]:
+    """:func:`bootstrap_ci` of ``Σ num / Σ den`` over units (per-unit sums: right answers and
+    questions of each face, say; a plain mean when every ``den`` is 1)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    if num.shape != den.shape:
+        raise ValueError(f"num and den differ in shape: {num.shape} vs {den.shape}")
+
+    def stat(idx):
+        d = den[idx].sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(d > 0, num[idx].sum(1) / np.where(d > 0, d, 1), np.nan)
+
+    return bootstrap_ci(stat, len(num), **kw)
