@@ -170,7 +170,7 @@ def test_prompt_dropout_rate_and_task_mix_follow_the_config(fx):
     rec = _record(fx)
     n, t2i, dropped = 3000, 0, 0
     for i in range(n):
-        seq = record_to_sequence(
+        _, seq = record_to_sequence(
             cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(0, 0, i)
         )
         t2i += seq.task == Task.T2I
@@ -218,7 +218,7 @@ def test_vqa_balance_config_draws_the_rarer_answer_more_often(fx):
         hits = sum(
             record_to_sequence(
                 cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(0, 0, i), balance
-            ).ids[-1 - len(yes_id) : -1]
+            )[1].ids[-1 - len(yes_id) : -1]
             == yes_id
             for i in range(n)
         )
@@ -238,7 +238,7 @@ def test_vqa_turns_make_one_conversation_whose_first_turn_is_the_single_layout(f
     cfg.data.max_text_len = 1000
     layout, tok, _, codes = prepare(cfg)
     rec = _record(fx)
-    seq = record_to_sequence(
+    _, seq = record_to_sequence(
         cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(0, 0, 1)
     )
     eoi = seq.ids.index(layout.eoi_id)

@@ -217,24 +217,11 @@ def record_to_sequence(
     codes: torch.Tensor,
     g: torch.Generator,
     vqa_balance: VQABalance | None = None,
-) -> TokenSequence:
-    """One record as a generation, captioning or VQA example (task drawn from ``g``; the VQA
-    pair uniformly, or by ``vqa_balance``'s weights; ``cfg.vqa_turns`` pairs as one
-    conversation)."""
-    return record_to_example(cfg, layout, tokenizer, record, codes, g, vqa_balance)[1]
-
-
-def record_to_example(
-    cfg: DataConfig,
-    layout: VocabLayout,
-    tokenizer,
-    record: dict,
-    codes: torch.Tensor,
-    g: torch.Generator,
-    vqa_balance: VQABalance | None = None,
 ) -> tuple[str, TokenSequence]:
-    """(task of :data:`TASKS` it became, sequence) of :func:`record_to_sequence` (a VQA draw
-    on a record without VQA pairs becomes a caption)."""
+    """One record as a generation, captioning or VQA example: (the task of :data:`TASKS` it
+    became, its sequence). The task is drawn from ``g`` (a VQA draw on a record without VQA
+    pairs becomes a caption); the VQA pair uniformly, or by ``vqa_balance``'s weights;
+    ``cfg.vqa_turns`` pairs as one conversation."""
     probs = torch.as_tensor(cfg.task_probs())
     task = TASKS[int(torch.multinomial(probs, 1, generator=g))]
     if task == "t2i":
@@ -331,7 +318,7 @@ class MixedTaskData:
             # FaceShardDataset gives this rank positions rank, rank + world, ... of the epoch
             pos = (n_batch * self.micro + j) * self.world + self.rank
             g = record_generator(self.seed, epoch, pos)
-            kind, seq = record_to_example(
+            kind, seq = record_to_sequence(
                 self.cfg, self.layout, self.tokenizer, rec, codes, g, self.vqa_balance
             )
             seqs.append(seq)
