@@ -11,6 +11,7 @@ from unif2ace.data.shards import decode_image
 from unif2ace.demo import test_records as demo_records
 from unif2ace.errors import UserError
 from unif2ace.eval.evaluate import prompted_attributes, yes_no_question
+from unif2ace.eval.intervals import point_values
 from unif2ace.pipeline import FacePipeline
 
 
@@ -148,6 +149,10 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path):
         assert m["splits"][split]["understanding"]["vqa"]["n"] == 16  # 2 faces x 8 questions
     for split, ci in m["ci95"].items():  # bootstrap intervals over the 2 faces
         s = m["summary"][split]
+        units = m["splits"][split]["units"]
+        assert len(units["ids"]) == 2 and len(units["vqa"]) == 2
+        for k, v in point_values(units).items():  # the units reproduce the summary
+            assert v == pytest.approx(s[k], nan_ok=True), k
         assert s["vqa_minus_blind"] == pytest.approx(s["vqa_accuracy"] - s["vqa_accuracy_blind"])
         keys = {"generation_fidelity", "vqa_score", "caption_attribute_f1", "cider_d",
                 "vqa_accuracy", "vqa_accuracy_blind", "vqa_minus_blind"}  # fmt: skip
@@ -160,6 +165,15 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path):
     assert "blind baseline, the question alone" in report
     for name in ("fidelity_test.png", "generated_test.png", "described_test_heldout.png"):
         assert (tmp_path / "report" / name).is_file(), name
+    # the same evaluation compared with itself: paired differences of exactly 0
+    out = tmp_path / "diff.json"
+    assert main(["eval-compare", str(tmp_path / "m.json"), str(tmp_path / "m.json"),
+                 "--json", str(out)]) == 0  # fmt: skip
+    diff = json.loads(out.read_text())
+    assert set(diff) == {"test", "test_heldout"}
+    for d in diff["test"].values():  # (caption F1 is nan when 2 tiny-model captions claim nothing)
+        assert (math.isnan(d["diff"]) or d["diff"] == 0) and not d["beyond_noise"]
+    assert "generation_fidelity" in diff["test"] and "vqa_minus_blind" in diff["test"]
 
 
 def test_eval_without_a_judge_says_how_to_get_one(fx, tmp_path, capsys):

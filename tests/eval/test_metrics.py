@@ -415,34 +415,67 @@ def test_welch_test_matches_scipy():
     assert welch_test([1.0, 1.0], [1.0, 1.0]).p == 1.0
 
 
+def _vqa_interval(right, asked):
+    from unif2ace.eval.intervals import intervals
+
+    rows = [[r, n] for r, n in zip(right, asked, strict=True)]
+    units = {"ids": list(range(len(rows))), "vqa": rows}
+    return intervals(units)["vqa_accuracy"]
+
+
 def test_bootstrap_interval_matches_the_normal_approximation_and_is_seeded():
-    from unif2ace.eval.metrics.stats import bootstrap_ci, ratio_ci
+    from unif2ace.eval.metrics.stats import bootstrap_ci
 
     rng = np.random.default_rng(0)
-    x = (rng.random(400) < 0.5).astype(float)  # 400 independent coin flips
-    lo, hi = ratio_ci(x, np.ones_like(x))
+    x = (rng.random(400) < 0.5).astype(int)  # 400 faces, one question each, coin flips
+    lo, hi = _vqa_interval(x, np.ones_like(x))
     half = 1.96 * math.sqrt(x.mean() * (1 - x.mean()) / len(x))
     assert lo < x.mean() < hi and (hi - lo) / 2 == pytest.approx(half, rel=0.15)
-    assert ratio_ci(x, np.ones_like(x)) == [lo, hi]  # seeded
-    assert ratio_ci(np.full(5, 0.3), np.ones(5)) == pytest.approx([0.3, 0.3])
-    assert all(math.isnan(v) for v in ratio_ci([1.0], [1.0]))
+    assert _vqa_interval(x, np.ones_like(x)) == [lo, hi]  # seeded
+    assert _vqa_interval([3] * 5, [4] * 5) == pytest.approx([0.75, 0.75])
+    assert all(math.isnan(v) for v in _vqa_interval([1], [1]))
     assert all(math.isnan(v) for v in bootstrap_ci(lambda idx: np.full(len(idx), np.nan), 5))
-    with pytest.raises(ValueError, match="shape"):
-        ratio_ci([1.0, 2.0], [1.0])
 
 
 def test_bootstrap_over_faces_keeps_a_faces_questions_together():
     """50 faces x 8 answers that agree within a face: the interval is as wide as 50 flips,
     not 400 (questions about one face are not independent evidence)."""
-    from unif2ace.eval.metrics.stats import ratio_ci
-
     rng = np.random.default_rng(1)
-    face = (rng.random(50) < 0.5).astype(float)
-    clustered = ratio_ci(8 * face, np.full(50, 8.0))
-    naive = ratio_ci(np.repeat(face, 8), np.ones(400))
+    face = (rng.random(50) < 0.5).astype(int)
+    clustered = _vqa_interval(8 * face, np.full(50, 8))
+    naive = _vqa_interval(np.repeat(face, 8), np.ones(400))
     width = 2 * 1.96 * math.sqrt(face.mean() * (1 - face.mean()) / 50)
     assert clustered[1] - clustered[0] == pytest.approx(width, rel=0.2)
     assert (naive[1] - naive[0]) < 0.5 * (clustered[1] - clustered[0])
+
+
+def test_caption_f1_of_units_follows_prf_and_paired_differences():
+    """The unit metrics reproduce the caption scorer's micro P / F1 (on wrong captions);
+    an evaluation against itself differs by exactly 0; a better copy is beyond noise; other
+    faces are refused."""
+    from unif2ace.eval.intervals import paired_differences, point_values
+    from unif2ace.eval.metrics.caption_attributes import per_caption_counts
+
+    labels, caps = [x[0] for x in _faceforge(40)], [x[1] for x in _faceforge(40)]
+    shuffled = caps[1:] + caps[:1]
+    counts = per_caption_counts(shuffled, labels, caps)
+    rng = np.random.default_rng(2)
+    units = {"ids": list(range(40)),
+             "caption": [[c.correct, c.claims, c.recalled, c.reference] for c in counts],
+             "vqa": [[int(k), 8] for k in rng.integers(2, 7, 40)],
+             "vqa_blind": [[int(k), 8] for k in rng.integers(2, 7, 40)]}  # fmt: skip
+    s = caption_attribute_scores(shuffled, labels, caps)
+    v = point_values(units)
+    assert v["caption_attribute_precision"] == pytest.approx(s.precision)
+    assert v["caption_attribute_f1"] == pytest.approx(s.f1) and s.f1 < 0.9
+    same = paired_differences(units, units)
+    assert all(d["diff"] == 0 and d["ci95"] == [0, 0] for d in same.values())
+    better = {**units, "vqa": [[min(r + 2, 8), n] for r, n in units["vqa"]]}
+    d = paired_differences(units, better)["vqa_accuracy"]
+    assert d["diff"] > 0 and d["beyond_noise"] and d["ci95"][0] > 0
+    assert d["after"] == pytest.approx(v["vqa_accuracy"] + d["diff"])
+    with pytest.raises(UserError, match="same faces"):
+        paired_differences(units, {**better, "ids": list(range(1, 41))})
 
 
 def test_per_caption_counts_sum_to_the_micro_scores(faceforge):

@@ -44,6 +44,19 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     add_backend_args(p)
     p.set_defaults(func=_run)
 
+    c = groups["top"].add_parser(
+        "eval-compare",
+        help="paired differences between two evaluations of the same faces",
+        description="after − before for every headline number of two `unif2ace eval` JSON "
+        "files of the same faces (same data, splits and --num; e.g. two models), each with a "
+        "paired 95 % bootstrap interval over the faces: a difference whose interval excludes "
+        "0 is beyond what the choice of faces explains. Markdown on stdout.",
+    )
+    c.add_argument("before", help="eval JSON of the reference model")
+    c.add_argument("after", help="eval JSON of the model compared with it")
+    c.add_argument("--json", dest="json_out", help="also write the differences here")
+    c.set_defaults(func=_compare)
+
 
 def _run(args: argparse.Namespace) -> int:
     from ..errors import UserError
@@ -86,6 +99,44 @@ def _run(args: argparse.Namespace) -> int:
     if args.report:
         write_report(res, args.report, args.checkpoint or "bundled model")
     print(json.dumps(res["metrics"]["summary"], indent=2, default=_nan_safe))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from .intervals import paired_differences
+    from .report import with_interval
+
+    runs = []
+    for path in (args.before, args.after):
+        try:
+            m = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read eval JSON {path!r}: {err}") from None
+        splits = {k: v["units"] for k, v in (m.get("splits") or {}).items() if "units" in v}
+        if not splits:
+            raise UserError(
+                f"{path} has no per-face units; evaluate again with this version of `unif2ace eval`"
+            )
+        runs.append(splits)
+    common = [s for s in runs[0] if s in runs[1]]
+    if not common:
+        raise UserError(f"no split in both files ({', '.join(runs[0])} vs {', '.join(runs[1])})")
+    out = {s: paired_differences(runs[0][s], runs[1][s]) for s in common}
+    lines = [f"before: {args.before}", f"after: {args.after}", ""]
+    for split, rows in out.items():
+        lines += [f"## {split} ({len(runs[1][split]['ids'])} faces, paired)", "",
+                  "| metric | before | after | after − before [95 %] | beyond noise |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for k, d in rows.items():
+            diff = with_interval(f"{d['diff']:+.3f}", d["ci95"])
+            yes = "yes" if d["beyond_noise"] else ""
+            lines.append(f"| {k} | {d['before']:.3f} | {d['after']:.3f} | {diff} | {yes} |")
+        lines.append("")
+    print("\n".join(lines))
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=2))
     return 0
 
 

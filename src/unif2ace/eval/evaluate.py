@@ -16,13 +16,12 @@ Understanding, on the same records: caption attribute precision / recall / F1 (a
 reference caption and against all visible labels), BLEU-4 and CIDEr-D against the reference
 caption, VQA accuracy by category, kind and answer type.
 
-Each headline number comes with a 95 % percentile-bootstrap interval over the evaluated
-faces (prompts for generation; every question, attribute and caption of a face stays with
-it): ``ci95`` beside the number and in the top-level ``ci95`` table, which the report and
-the model card print. They say how far a number can move by the choice of faces alone —
-48 faces give about ±0.05 on an accuracy — not the seed-to-seed spread of training. FID
-(a distribution distance) and the prompt gap have none. CIDEr-D's interval resamples the
-per-caption scores with the corpus document frequencies held fixed.
+Each split keeps what every evaluated face contributed (``units``, :mod:`.intervals`), so each
+headline number but FID and the prompt gap has a 95 % percentile-bootstrap interval over the
+faces (the top-level ``ci95`` table, which the report and the model card print), and two
+evaluations of the same faces compare paired (``unif2ace eval-compare``). The intervals say
+how far a number moves with the choice of faces alone, not the seed-to-seed spread of
+training. CIDEr-D's resamples keep the whole corpus' document frequencies.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from PIL import Image
 
 from ..data.ontology import BY_NAME, hidden_attributes
 from ..errors import UserError
+from .intervals import intervals
 
 
 @dataclass
@@ -135,25 +135,22 @@ def fidelity(judge, images_u8: torch.Tensor, asked: list[dict]) -> dict:
     """Judge accuracy on the prompted attributes (``attribute_accuracy`` with the prompted
     values as labels); attributes no prompt asks for are left out."""
     from .judge import attribute_accuracy, predict
-    from .metrics.stats import ratio_ci
 
     pred = predict(judge, images_u8)
     names = sorted({a for d in asked for a in d})
     res = attribute_accuracy(pred, asked, attributes=names, per_image=True)
-    right, n = np.asarray(res["per_image"], dtype=np.float64).reshape(-1, 2).T
     return {
         "accuracy": res["overall"],
-        "ci95": ratio_ci(right, n),
         "n": res["n"],
         "per_attribute": res["per_attribute"],
+        "per_image": res["per_image"],  # [right, scored] of each face: the units
     }
 
 
 def vqa_score(pipe, images: list[Image.Image], asked: list[dict], cfg: EvalConfig) -> dict:
     """Mean probability the model gives the right yes/no answer about each prompted attribute
-    of its own generated face (per attribute and overall)."""
-    from .metrics.stats import ratio_ci
-
+    of its own generated face (per attribute and overall; ``per_image``: [sum, count] of
+    each face)."""
     rows, qs, ans, attrs, owner = [], [], [], [], []
     for i, (img, d) in enumerate(zip(images, asked, strict=True)):
         for a, v in d.items():
@@ -164,19 +161,20 @@ def vqa_score(pipe, images: list[Image.Image], asked: list[dict], cfg: EvalConfi
             attrs.append(a)
             owner.append(i)
     if not rows:
-        return {"score": math.nan, "ci95": [math.nan, math.nan], "n": 0, "per_attribute": {}}
+        empty = [[0.0, 0] for _ in images]
+        return {"score": math.nan, "n": 0, "per_attribute": {}, "per_image": empty}
     probs = pipe.answer_probability(rows, qs, ans, batch_size=cfg.batch_size)
     per: dict[str, list[float]] = {}
     for a, p in zip(attrs, probs, strict=True):
         per.setdefault(a, []).append(p)
-    total, count = np.zeros(len(images)), np.zeros(len(images))  # per generated face
+    total, count = np.zeros(len(images)), np.zeros(len(images), dtype=np.int64)
     np.add.at(total, owner, probs)
-    np.add.at(count, owner, 1.0)
+    np.add.at(count, owner, 1)
     return {
         "score": float(np.mean(probs)),
-        "ci95": ratio_ci(total, count),
         "n": len(probs),
         "per_attribute": {a: float(np.mean(v)) for a, v in sorted(per.items())},
+        "per_image": [[float(t), int(c)] for t, c in zip(total, count, strict=True)],
     }
 
 
@@ -250,6 +248,9 @@ def evaluate_generation(pipe, judge, data: str, split: str, cfg: EvalConfig) -> 
         "vqa_score": vqa_score(pipe, images, asked, cfg),
         "prompt_gap": prompt_gap(pipe, real[:64], prompts[:64], seed=cfg.seed),
     }
+    units = {"ids": [r["id"] for r in recs]}
+    for key in ("fidelity", "fidelity_real", "vqa_score"):
+        units[key] = res[key].pop("per_image")
     real_ref = _real_images(data, split, cfg.fid_real)
     f_ref = judge.features(real_ref).numpy()
     res["fid"] = fid_from_features(judge.features(gen_u8).numpy(), f_ref)
@@ -258,7 +259,8 @@ def evaluate_generation(pipe, judge, data: str, split: str, cfg: EvalConfig) -> 
     )
     res["fid_features"] = f"judge penultimate layer ({f_ref.shape[1]} dims)"
     res["fid_sizes"] = {"generated": len(images), "real": len(real_ref)}
-    return {"metrics": res, "prompts": prompts, "images": images, "real": real, "asked": asked}
+    return {"metrics": res, "units": units, "prompts": prompts, "images": images, "real": real,
+            "asked": asked}  # fmt: skip
 
 
 def _real_images(data: str, split: str, num: int) -> torch.Tensor:
@@ -319,9 +321,7 @@ def evaluate_understanding(pipe, data: str, split: str, cfg: EvalConfig, llm=Non
     blind = prior_answers(train_qa, qa) if train_qa else None
     if blind is not None:  # the blind baseline: what the question alone predicts
         metrics["vqa_blind"] = vqa_accuracy(blind, qa).to_dict()
-    metrics["ci95"] = understanding_intervals(
-        captions, labels, refs, cider.per_item, answers, blind, qa, [len(r["vqa"]) for r in recs]
-    )
+    units = understanding_units(captions, labels, refs, cider.per_item, answers, blind, recs)
     it = iter(answers)
     examples = []
     for r, c in zip(recs, captions, strict=True):
@@ -335,52 +335,35 @@ def evaluate_understanding(pipe, data: str, split: str, cfg: EvalConfig, llm=Non
         from .metrics import llm_judge
 
         metrics["llm_judge"] = llm_judge(llm, examples[: cfg.llm_faces])
-    return {"metrics": metrics, "faces": faces, "examples": examples}
+    return {"metrics": metrics, "units": units, "faces": faces, "examples": examples}
 
 
-def understanding_intervals(
-    captions, labels, refs, cider_items, answers, blind, qa, per_face
-) -> dict[str, list[float]]:
-    """95 % bootstrap intervals over faces (module docstring) of the understanding headline
-    numbers: caption attribute precision and F1 (micro, vs the reference caption), CIDEr-D,
-    VQA accuracy, the blind baseline and the model's margin over it (paired: the same
-    resampled faces for both). ``per_face``: each face's number of questions, in order."""
+def understanding_units(captions, labels, refs, cider_items, answers, blind, recs) -> dict:
+    """What each face contributed to the understanding numbers (:mod:`.intervals`): its
+    caption's [correct, claims, recalled, reference] (vs the reference caption), its CIDEr-D,
+    and [right, asked] of its questions for the model and (``blind`` not None) the blind
+    baseline; ``answers`` / ``blind`` run over the faces' questions in order."""
     from .metrics import answers_match
-    from .metrics.caption_attributes import per_caption_counts, prf
-    from .metrics.stats import bootstrap_ci, ratio_ci
+    from .metrics.caption_attributes import per_caption_counts
 
-    c = np.array(
-        [[x.correct, x.claims, x.recalled, x.reference]
-         for x in per_caption_counts(captions, labels, refs)],
-        dtype=np.float64,
-    ).reshape(-1, 4)  # fmt: skip
-
-    def f1(idx):
-        return [prf(*row)[2] for row in c[idx].sum(1)]
-
-    def hits(preds) -> np.ndarray:
-        ok = [
-            float(answers_match(p, q["answer"], q.get("attribute") or "", q.get("kind") or "open"))
-            for p, q in zip(preds, qa, strict=True)
-        ]
-        face = np.repeat(np.arange(len(per_face)), per_face)
-        out = np.zeros(len(per_face))
-        np.add.at(out, face, ok)
+    def per_face(preds) -> list[list[int]]:
+        it, out = iter(preds), []
+        for r in recs:
+            ok = [answers_match(next(it), q["answer"], q.get("attribute") or "",
+                                q.get("kind") or "open") for q in r["vqa"]]  # fmt: skip
+            out.append([int(sum(ok)), len(ok)])
         return out
 
-    n_q = np.asarray(per_face, dtype=np.float64)
-    right = hits(answers)
-    out = {
-        "caption_attribute_precision": ratio_ci(c[:, 0], c[:, 1]),
-        "caption_attribute_f1": bootstrap_ci(f1, len(c)),
-        "cider_d": ratio_ci(np.asarray(cider_items), np.ones(len(cider_items))),
-        "vqa_accuracy": ratio_ci(right, n_q),
+    caption = per_caption_counts(captions, labels, refs)
+    units = {
+        "ids": [r["id"] for r in recs],
+        "caption": [[c.correct, c.claims, c.recalled, c.reference] for c in caption],
+        "cider_d": [float(x) for x in cider_items],
+        "vqa": per_face(answers),
     }
     if blind is not None:
-        blind_right = hits(blind)
-        out["vqa_accuracy_blind"] = ratio_ci(blind_right, n_q)
-        out["vqa_minus_blind"] = ratio_ci(right - blind_right, n_q)
-    return out
+        units["vqa_blind"] = per_face(blind)
+    return units
 
 
 def _train_vqa(data: str, split: str, num: int) -> list[dict]:
@@ -409,19 +392,23 @@ def evaluate_model(pipe, judge, data: str, cfg: EvalConfig, log=print, llm=None)
     for split in cfg.splits:
         log(f"[eval] {split}: generating {cfg.num} faces ...")
         gen = evaluate_generation(pipe, judge, data, split, cfg)
-        m = {"generation": gen.pop("metrics")}
+        m = {"generation": gen.pop("metrics"), "units": gen.pop("units")}
         media[split] = {"generation": gen}
         if cfg.understanding:
             log(f"[eval] {split}: captions and VQA for {cfg.num} faces ...")
             und = evaluate_understanding(pipe, data, split, cfg, llm)
             m["understanding"] = und.pop("metrics")
+            units = und.pop("units")
+            if units.pop("ids") != m["units"]["ids"]:
+                raise RuntimeError("generation and understanding scored different records")
+            m["units"] |= units
             media[split]["understanding"] = und
         metrics["splits"][split] = m
     if cfg.diversity_prompts and cfg.diversity_samples > 1:
         log("[eval] diversity ...")
         metrics["diversity"] = evaluate_diversity(pipe, judge, data, cfg.splits[0], cfg)
     metrics["summary"] = summary(metrics)
-    metrics["ci95"] = intervals(metrics)
+    metrics["ci95"] = {split: intervals(m["units"]) for split, m in metrics["splits"].items()}
     return {"metrics": metrics, "media": media}
 
 
@@ -458,20 +445,4 @@ def summary(metrics: dict) -> dict:
                     "conv_llm": u["llm_judge"]["conv"]["mean"],
                 }
         out[split] = s
-    return out
-
-
-def intervals(metrics: dict) -> dict:
-    """The 95 % bootstrap intervals of :func:`summary`'s numbers, per split (same keys; the
-    numbers without one — FID, the prompt gap — are left out)."""
-    out = {}
-    for split, m in metrics["splits"].items():
-        g = m["generation"]
-        ci = {
-            "generation_fidelity": g["fidelity"].get("ci95"),
-            "generation_fidelity_real_ceiling": g["fidelity_real"].get("ci95"),
-            "vqa_score": g["vqa_score"].get("ci95"),
-        }
-        ci |= (m.get("understanding") or {}).get("ci95") or {}
-        out[split] = {k: v for k, v in ci.items() if v is not None}
     return out

@@ -19,7 +19,6 @@ __all__ = [
     "WelchResult",
     "betainc",
     "bootstrap_ci",
-    "ratio_ci",
     "student_t_two_sided_p",
     "welch_test",
 ]
@@ -116,18 +115,3 @@ def bootstrap_ci(
     tail = (1.0 - level) / 2 * 100
     lo, hi = np.percentile(vals, [tail, 100 - tail])
     return [float(lo), float(hi)]
-
-
-def ratio_ci(num, den, **kw) -> list[float]:
-    """:func:`bootstrap_ci` of ``Σ num / Σ den`` over units (per-unit sums: right answers and
-    questions of each face, say; a plain mean when every ``den`` is 1)."""
-    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    if num.shape != den.shape:
-        raise ValueError(f"num and den differ in shape: {num.shape} vs {den.shape}")
-
-    def stat(idx):
-        d = den[idx].sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(d > 0, num[idx].sum(1) / np.where(d > 0, d, 1), np.nan)
-
-    return bootstrap_ci(stat, len(num), **kw)
