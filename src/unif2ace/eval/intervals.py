@@ -37,7 +37,8 @@ def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _ratio(key: str) -> MetricFn:
-    """Σ first column / Σ second column (right / scored; a sum of probabilities / count)."""
+    """Σ first column / Σ second column (right / scored; a sum of probabilities / count;
+    a caption's correct / claims: precision)."""
 
     def f(units: Units, idx_RN: np.ndarray) -> np.ndarray:
         s = _sums(units, key, idx_RN)
@@ -53,15 +54,10 @@ def _mean(key: str) -> MetricFn:
     return f
 
 
-def _caption_precision(units: Units, idx_RN: np.ndarray) -> np.ndarray:
-    s = _sums(units, "caption", idx_RN)  # correct, claims, recalled, reference
-    return _div(s[:, 0], s[:, 1])
-
-
 def _caption_f1(units: Units, idx_RN: np.ndarray) -> np.ndarray:
     """Micro F1 with :func:`~unif2ace.eval.metrics.caption_attributes.prf`'s conventions
     (nan without claims or references; 0 when precision + recall is 0)."""
-    s = _sums(units, "caption", idx_RN)
+    s = _sums(units, "caption", idx_RN)  # correct, claims, recalled, reference
     p, r = _div(s[:, 0], s[:, 1]), _div(s[:, 2], s[:, 3])
     with np.errstate(invalid="ignore", divide="ignore"):
         f = np.where(p + r > 0, 2 * p * r / np.where(p + r > 0, p + r, 1.0), 0.0)
@@ -79,7 +75,7 @@ UNIT_METRICS: dict[str, tuple[tuple[str, ...], MetricFn]] = {
     "generation_fidelity_real_ceiling": (("fidelity_real",), _ratio("fidelity_real")),
     "vqa_score": (("vqa_score",), _ratio("vqa_score")),
     "caption_attribute_f1": (("caption",), _caption_f1),
-    "caption_attribute_precision": (("caption",), _caption_precision),
+    "caption_attribute_precision": (("caption",), _ratio("caption")),
     "cider_d": (("cider_d",), _mean("cider_d")),
     "vqa_accuracy": (("vqa",), _ratio("vqa")),
     "vqa_accuracy_blind": (("vqa_blind",), _ratio("vqa_blind")),
