@@ -34,6 +34,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .errors import UserError
 
 _NO_ENCODERS = ("init.semantic_encoder=", "init.face_encoder=")
@@ -254,7 +255,7 @@ def write_table(kind: str, out: Path, split: str) -> dict:
                 for k, _, _ in COLUMNS
             }
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"ablation_{kind}.json").write_text(json.dumps(table, indent=2, default=str))
+    write_text_atomic(out / f"ablation_{kind}.json", json.dumps(table, indent=2, default=str))
     lines = [
         f"| {kind} variant | seeds | " + " | ".join(t for _, t, _ in COLUMNS) + " |",
         "|---|---|" + "---|" * len(COLUMNS),
@@ -274,7 +275,7 @@ def write_table(kind: str, out: Path, split: str) -> dict:
         ]
         for v, d in diffs:
             lines.append(f"| {v} | " + " | ".join(_diff_cell(d[k]) for k, _, _ in COLUMNS) + " |")
-    (out / f"ablation_{kind}.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out / f"ablation_{kind}.md", "\n".join(lines) + "\n")
     return table
 
 

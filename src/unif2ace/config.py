@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .atomic import write_text_atomic
 from .errors import UserError
 
 T = TypeVar("T")
@@ -164,12 +165,4 @@ def load_yaml(cls: type[T], path: str | Path, overrides: list[str] | None = None
 
 
 def save_yaml(cfg: Any, path: str | Path) -> None:
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
-    os.replace(tmp, path)
+    write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

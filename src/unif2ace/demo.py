@@ -22,6 +22,8 @@ import json
 import time
 from pathlib import Path
 
+from .atomic import write_text_atomic
+
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     p = groups["top"].add_parser(
@@ -81,8 +83,8 @@ def run_demo(args: argparse.Namespace) -> int:
     contact_sheet(faces, captions, cols=cols, cell=192, text_lines=9).save(out / "described.png")
     results = _results(recs, prompts, captions, qa, answers)
     results["seconds"] = {"generate": round(t_gen, 1), "total": round(time.time() - t0, 1)}
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "index.html").write_text(_page(results))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2))
+    write_text_atomic(out / "index.html", _page(results))
     print(json.dumps({"page": str(out / "index.html"), **results["seconds"]}))
     return 0
 
@@ -120,7 +122,7 @@ def data_only_demo(args: argparse.Namespace) -> int:
         res["tokenizer"] = bundled_tokenizer_demo(recs, out)
         shown["reconstructions"] = res["tokenizer"]["grid"]
     res["seconds"] = round(time.time() - t0, 1)
-    (out / "results.json").write_text(json.dumps(res, indent=2))
+    write_text_atomic(out / "results.json", json.dumps(res, indent=2))
     print(json.dumps({**shown, "note": res["note"]}))
     return 0
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_text_atomic
 from .errors import UserError
 
 CARD_FILE, CURVES_FILE, SUMMARY_FILE = "MODEL_CARD.md", "loss_curves.png", "training.json"
@@ -228,8 +229,8 @@ def export_model(
         summary["notes"] = Path(notes).read_text()
     if rows:
         plot_curves(rows, out / CURVES_FILE, f"unif2ace {run_cfg.get('preset', '')} training")
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str))
-    (out / CARD_FILE).write_text(model_card(summary, run_cfg, out))
+    write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
+    write_text_atomic(out / CARD_FILE, model_card(summary, run_cfg, out))
     return out
 
 
@@ -270,7 +271,7 @@ def export_judge(judge_dir: str | Path, out: str | Path, dtype: str = "bf16") ->
             text = (src / name).read_text()
             if name == CARD_FILE:
                 text += f"\nWeights stored in {dtype} (`unif2ace export-judge`); compute is fp32.\n"
-            (Path(out) / name).write_text(text)
+            write_text_atomic(Path(out) / name, text)
     return Path(out)
 
 

@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .errors import UserError
 
 MIN_CELL = 128  # grid cells are at least this many pixels (small images are upscaled)
@@ -148,7 +149,7 @@ def _write_files(rows, texts: list[str], folder: Path) -> list[str]:
             img.save(path)
             files.append(str(path))
             index.append({"file": path.name, "prompt": text, "prompt_index": i, "sample": j})
-    (folder / "prompts.json").write_text(json.dumps(index, indent=2))
+    write_text_atomic(folder / "prompts.json", json.dumps(index, indent=2))
     return files
 
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_text_atomic
 from .errors import UserError
 
 STATE_FILE, REPORT_FILE = "recipe_state.json", "REPORT.md"
@@ -165,12 +165,6 @@ def _read_state(out: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"done": {}}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_recipe(name: str, out: str | Path, log=print, bundled: bool = False) -> dict:
     """Run (or resume) recipe ``name`` into ``out``; returns the state (done stages).
     ``bundled``: use the parts shipped with the package (see :func:`stages`)."""
@@ -203,8 +197,8 @@ def run_recipe(name: str, out: str | Path, log=print, bundled: bool = False) -> 
                 f"recipe: finished stages are skipped and this one resumes"
             )
         state["done"][stage] = {"argv": argv, "wall_s": round(time.time() - t0, 1)}
-        _write_atomic(out / STATE_FILE, json.dumps(state, indent=2))
-        _write_atomic(out / REPORT_FILE, report(out, state))
+        write_text_atomic(out / STATE_FILE, json.dumps(state, indent=2))
+        write_text_atomic(out / REPORT_FILE, report(out, state))
     return state
 
 

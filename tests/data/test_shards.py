@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from unif2ace.atomic import write_json_atomic
 from unif2ace.data import shards
 from unif2ace.data.dataset import FaceShardDataset
 from unif2ace.errors import UserError
@@ -93,7 +94,7 @@ def test_rank_and_worker_sharding_covers_every_record_exactly_once(
 
 
 def test_manifest_json_roundtrip(tmp_path):
-    shards.write_json_atomic(tmp_path / "manifest.json", {"a": 1})
+    write_json_atomic(tmp_path / "manifest.json", {"a": 1})
     assert shards.read_manifest(tmp_path) == {"a": 1}
     assert json.loads((tmp_path / "manifest.json").read_text()) == {"a": 1}
     assert np.isfinite(1.0)

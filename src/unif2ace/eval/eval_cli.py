@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..atomic import write_text_atomic
+
 
 def register(groups: dict[str, argparse._SubParsersAction]) -> None:
     from .llm import add_backend_args
@@ -94,8 +96,7 @@ def _run(args: argparse.Namespace) -> int:
     res["metrics"]["judge"] = args.judge or "bundled"
     text = json.dumps(res["metrics"], indent=2, default=_nan_safe)
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(text)
+        write_text_atomic(Path(args.json_out), text)
     if args.report:
         write_report(res, args.report, args.checkpoint or "bundled model")
     print(json.dumps(res["metrics"]["summary"], indent=2, default=_nan_safe))
@@ -135,8 +136,7 @@ def _compare(args: argparse.Namespace) -> int:
         lines.append("")
     print("\n".join(lines))
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(out, indent=2))
+        write_text_atomic(Path(args.json_out), json.dumps(out, indent=2))
     return 0
 
 

@@ -318,7 +318,8 @@ def attribute_accuracy(
 # ------------------------------------------------------------------------ save / load
 def save_judge(judge: AttributeJudge, folder: str | Path, meta: dict | None = None) -> None:
     """Write ``model.safetensors`` + ``config.json`` into ``folder`` (atomic renames)."""
-    from ..model.encoder_train import _atomic, _write_json, attribute_layout
+    from ..atomic import atomic_path, write_json_atomic
+    from ..model.encoder_train import attribute_layout
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -330,8 +331,9 @@ def save_judge(judge: AttributeJudge, folder: str | Path, meta: dict | None = No
         "pose": list(POSE_KEYS),
         **(meta or {}),
     }
-    _atomic(folder / WEIGHTS, lambda p: save_file(tensors, str(p)))
-    _write_json(folder / CONFIG, cfg)
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
+    write_json_atomic(folder / CONFIG, cfg)
 
 
 def load_judge(path: str | Path) -> AttributeJudge:

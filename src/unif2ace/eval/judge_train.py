@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import write_json_atomic, write_text_atomic
 from ..errors import UserError
 from .judge import (
     POSE_KEYS,
@@ -177,7 +178,7 @@ def train_judge(
     ``MODEL_CARD.md``; the resumable state lives in ``out_dir/ckpt``.
     """
     from ..data.shards import count_records
-    from ..model.encoder_train import _write_json, load_train_state
+    from ..model.encoder_train import load_train_state
 
     out_dir = Path(out_dir)
     done = out_dir / "metrics.json"
@@ -213,8 +214,8 @@ def train_judge(
             metrics[split] = evaluate(judge, load_data(data_dir, split, cfg.size), train.targets)
     metrics["wall_seconds"] = time.perf_counter() - t0
     save_judge(judge, out_dir, {"train": asdict(cfg), "data": str(data_dir)})
-    _write_json(out_dir / "metrics.json", metrics)
-    (out_dir / "MODEL_CARD.md").write_text(model_card(metrics))
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    write_text_atomic(out_dir / "MODEL_CARD.md", model_card(metrics))
     return metrics
 
 

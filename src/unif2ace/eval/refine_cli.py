@@ -204,7 +204,7 @@ def write_refined_shard(path: Path, records: Sequence[dict]) -> str:
 
 # ------------------------------------------------------------------------------ dataset
 def _check_params(out: Path, params: dict) -> None:
-    from ..data.shards import write_json_atomic
+    from ..atomic import write_json_atomic
 
     p = out / PARAMS
     if p.is_file():
@@ -237,7 +237,8 @@ def refine_dataset(
 
     ``on_shard(path)`` is called after each shard is written (progress hooks, tests).
     """
-    from ..data.shards import SPLITS, list_shards, read_manifest, read_shard, write_json_atomic
+    from ..atomic import write_json_atomic
+    from ..data.shards import SPLITS, list_shards, read_manifest, read_shard
     from .refine import RefineConfig
 
     cfg = cfg or RefineConfig()

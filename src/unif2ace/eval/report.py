@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..atomic import write_text_atomic
+
 TARGETS = {  # TARGETS.md, quality of the bundled model
     "generation_fidelity": 0.90,
     "caption_attribute_f1": 0.90,
@@ -102,7 +104,7 @@ def write_report(result: dict, out: str | Path, model_name: str) -> Path:
             f"{d.get('n_samples', 0) // max(1, d.get('n_prompts', 1))} samples)",
         ]
     path = out / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..atomic import atomic_path, write_json_atomic
 from ..errors import UserError
 from .encoder_data import (  # noqa: F401  (re-exported: the judge and tests import them here)
     KINDS,
@@ -133,17 +134,6 @@ def kind_loss(kind: str, out_BO: torch.Tensor, targets: torch.Tensor) -> torch.T
 
 
 # ------------------------------------------------------------------------ checkpointing
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    write(tmp)
-    tmp.chmod(0o644)  # safetensors writes 0600; trained weights are meant to be shared
-    tmp.replace(path)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    _atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
-
-
 def _optim_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     out = {}
     for i, st in opt.state_dict()["state"].items():
@@ -161,10 +151,12 @@ def save_train_state(folder: Path, enc: ProbedEncoder, opt, step: int, cfg, best
     tensors.update(_optim_tensors(opt))
     tensors.update({f"best.{k}": v.clone() for k, v in (best["state"] or {}).items()})
     name = f"ckpt-{step:08d}.safetensors"
-    _atomic(folder / name, lambda p: save_file(tensors, str(p)))
+    with atomic_path(folder / name) as tmp:
+        save_file(tensors, str(tmp))
     old = _read_state(folder)
     info = {"loss": best["loss"], "step": best["step"]}
-    _write_json(folder / STATE, {"step": step, "file": name, "config": asdict(cfg), "best": info})
+    state = {"step": step, "file": name, "config": asdict(cfg), "best": info}
+    write_json_atomic(folder / STATE, state)
     if old and old["file"] != name:
         (folder / old["file"]).unlink(missing_ok=True)
 
@@ -222,8 +214,9 @@ def save_trained_encoder(enc: ProbedEncoder, folder: str | Path, meta: dict) -> 
         "n_outputs": enc.probe.out_features,
         **meta,
     }
-    _atomic(folder / WEIGHTS, lambda p: save_file(tensors, str(p)))
-    _write_json(folder / CONFIG, cfg)
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp))
+    write_json_atomic(folder / CONFIG, cfg)
 
 
 def read_encoder_config(path: str | Path) -> dict:
@@ -390,7 +383,7 @@ def train_encoder(
     if cfg.kind == "semantic":
         meta["outputs"] = [list(x) for x in attribute_layout()]
     save_trained_encoder(enc, out_dir, meta)
-    _write_json(out_dir / METRICS, metrics)
+    write_json_atomic(out_dir / METRICS, metrics)
     return metrics
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..atomic import atomic_path, write_text_atomic
 from ..errors import UserError
 from .lfq import LFQ, LFQOutput, codes_to_bits
 
@@ -301,12 +302,10 @@ class LFQAutoencoder(nn.Module):
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        tmp = d / "model.safetensors.tmp"
-        save_file(state, str(tmp))
-        tmp.replace(d / "model.safetensors")
+        with atomic_path(d / "model.safetensors") as tmp:
+            save_file(state, str(tmp))
         cfg = {"type": "lfq_autoencoder", **self.config.to_dict()}
-        (d / "config.json.tmp").write_text(json.dumps(cfg, indent=2))
-        (d / "config.json.tmp").replace(d / "config.json")
+        write_text_atomic(d / "config.json", json.dumps(cfg, indent=2))  # hashed: keep bytes
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> LFQAutoencoder:

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..atomic import write_text_atomic
+
 if TYPE_CHECKING:
     import torch
 
@@ -364,6 +366,6 @@ def _run_eval(args: argparse.Namespace) -> int:
             save_grid([x, model.decode(model.encode(x))], args.grid)
     text = json.dumps(result, indent=2)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        write_text_atomic(Path(args.json), text + "\n")
     print(text)
     return 0

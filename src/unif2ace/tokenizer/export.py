@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ..atomic import write_text_atomic
 from ..errors import UserError
 
 CARD_FILE = "MODEL_CARD.md"
@@ -75,12 +76,12 @@ def export_tokenizer(
         model.to(torch.bfloat16)
     model.save_pretrained(out)
     if res is not None:
-        (out / "metrics.json").write_text(json.dumps(res, indent=2) + "\n")
+        write_text_atomic(out / "metrics.json", json.dumps(res, indent=2) + "\n")
     for f in attach or []:
         shutil.copyfile(f, out / Path(f).name)
     run = run_summary(src.parent)
     card = tokenizer_card(model.config.to_dict(), run, res, dtype, command, hardware)
-    (out / CARD_FILE).write_text(card)
+    write_text_atomic(out / CARD_FILE, card)
     return out
 
 

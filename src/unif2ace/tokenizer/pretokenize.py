@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from ..atomic import write_text_atomic
 from ..errors import UserError
 from .autoencoder import LFQAutoencoder
 from .images import png_to_tensor
@@ -149,7 +150,7 @@ def pretokenize(
         d = codes_dir(root, split, h)
         d.mkdir(parents=True, exist_ok=True)
         if not (d / "info.json").is_file():
-            (d / "info.json").write_text(json.dumps(info, indent=2))
+            write_text_atomic(d / "info.json", json.dumps(info, indent=2))
         target = d / shard.name
         if target.is_file():
             skipped += 1

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..atomic import write_text_atomic
 from ..errors import UserError
 from .autoencoder import LFQAutoencoder, TokenizerConfig
 from .code_heads import HEADS_FILE, CodeAttributeHeads
@@ -276,7 +277,7 @@ def _trim_metrics(path: Path, step: int) -> None:
             for ln in path.read_text().splitlines()
             if ln.strip() and json.loads(ln).get("step", 0) <= step
         ]
-        path.write_text("".join(ln + "\n" for ln in keep))
+        write_text_atomic(path, "".join(ln + "\n" for ln in keep))
 
 
 def _fmt_eta(seconds: float) -> str:

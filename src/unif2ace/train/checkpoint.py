@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import quant
+from ..atomic import TMP_PREFIX, atomic_path, fsync_path, write_text_atomic
 from ..config import to_dict
 from ..errors import UserError
 from .distributed import barrier, is_fsdp, unwrap
@@ -66,38 +67,19 @@ def checkpoint_name(step: int) -> str:
 # ----------------------------------------------------------------------------- file helpers
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(folder: Path) -> None:
     for p in folder.rglob("*"):
         if p.is_file():
-            _fsync_path(p)
+            fsync_path(p)
     for d in [*(p for p in folder.rglob("*") if p.is_dir()), folder]:
-        _fsync_path(d)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a fsynced temp file and ``os.replace``."""
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent)
+        fsync_path(d)
 
 
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temp folder; on success fsync it and rename it to ``final`` (replacing it)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp = final.parent / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
@@ -107,7 +89,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
             old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
             os.rename(final, old)
         os.rename(tmp, final)
-        _fsync_path(final.parent)
+        fsync_path(final.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -282,7 +264,7 @@ def save_checkpoint(
         (tmp / STATE_JSON).write_text(json.dumps(meta))
         if extra_files is not None:
             extra_files(tmp)
-    write_text_atomic(root / LATEST, final.name + "\n")
+    write_text_atomic(root / LATEST, final.name + "\n", fsync=True)
     prune_checkpoints(out_dir, keep_last)
     barrier()
     return final
@@ -292,7 +274,7 @@ def _remove_stale(root: Path) -> None:
     """Delete temp folders left by a crash in the middle of a save."""
     if root.is_dir():
         for p in root.iterdir():
-            if p.name.startswith((".tmp-", ".old-")):
+            if p.name.startswith((TMP_PREFIX, ".old-")):
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
@@ -381,12 +363,8 @@ def save_model_weights(
                 sd[k] = memo.setdefault(key, v.to(dtype))
     if q8:
         sd = quant.quantize(sd)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
-    _save_tensors(sd, tmp, {"format": "pt"})
-    _fsync_path(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=True) as tmp:
+        _save_tensors(sd, tmp, {"format": "pt"})
 
 
 def load_model_weights(

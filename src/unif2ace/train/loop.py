@@ -39,9 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import write_text_atomic
 from ..config import to_dict
 from ..errors import UserError
-from .checkpoint import find_latest, load_checkpoint, save_checkpoint, write_text_atomic
+from .checkpoint import find_latest, load_checkpoint, save_checkpoint
 from .distributed import (
     DistInfo,
     all_ranks_true,

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..atomic import write_text_atomic
+
 _CRC_TABLE: list[int] | None = None
 _MASK_DELTA = 0xA282EAD8
 
@@ -267,6 +269,4 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
     keep = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))

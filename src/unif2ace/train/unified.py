@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_text_atomic
 from ..config import from_dict, load_yaml, to_dict
 from ..errors import UserError
 from ..vocab import VocabLayout
@@ -178,7 +179,7 @@ class SampleHook:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_grid(images, out_dir / f"step-{step:08d}.png")
         info = {"step": step, "prompts": self.prompts, "captions": captions}
-        (out_dir / f"step-{step:08d}.json").write_text(json.dumps(info, indent=2))
+        write_text_atomic(out_dir / f"step-{step:08d}.json", json.dumps(info, indent=2))
 
     def _captions(self, model, codes_BN) -> list[str]:
         from ..data.sequences import CAPTION_INSTRUCTION

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...atomic import write_json_atomic
 from ...errors import UserError
 from .. import ontology as onto
 from ..shards import (
@@ -31,7 +32,6 @@ from ..shards import (
     list_shards,
     read_manifest,
     shard_path,
-    write_json_atomic,
     write_shard,
 )
 

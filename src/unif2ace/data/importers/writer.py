@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from ...atomic import write_json_atomic
 from ...errors import UserError
 from .. import ontology as onto
 from ..shards import (
@@ -27,7 +28,6 @@ from ..shards import (
     encode_png,
     file_sha256,
     shard_path,
-    write_json_atomic,
     write_shard,
 )
 from .common import Item, SkipItem, face_crop, hash_split, open_image, resolve_conflicts
