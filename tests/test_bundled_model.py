@@ -40,6 +40,14 @@ def test_bundled_model_shares_the_bundled_tokenizers():
     assert not (bundled_model_dir() / "image_tokenizer").exists()  # no copy in the folder
 
 
+def test_the_word_bundled_names_the_bundled_model(pipe):
+    # as `init.checkpoint=bundled` and `--tokenizer bundled` do; `--checkpoint bundled` too
+    named = FacePipeline.from_pretrained("bundled")
+    ours, theirs = pipe.model.state_dict(), named.model.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def test_bundled_model_captions_name_the_attributes_of_unseen_faces(pipe, records):
     from unif2ace.data.shards import decode_image
 

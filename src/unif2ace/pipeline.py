@@ -281,13 +281,18 @@ class FacePipeline:
         dtype: torch.dtype = torch.bfloat16,
     ) -> FacePipeline:
         """Load a model folder (see the module docstring), or the newest checkpoint of a
-        training run folder (``OUT`` of ``unif2ace train model``); ``None`` = the bundled model.
+        training run folder (``OUT`` of ``unif2ace train model``); ``None`` or the word
+        ``bundled`` = the bundled model (as ``init.checkpoint=bundled`` and ``--tokenizer
+        bundled`` name it).
 
         ``dtype`` is the transformer's weight dtype (bf16 default; fp32 for reference runs).
         Weights are read with safetensors (never unpickled) and cast on load.
         """
+        from .bundled import BUNDLED
         from .train.checkpoint import load_model_weights
 
+        if dir is not None and str(dir) == BUNDLED:
+            dir = None
         d = _resolve_folder(Path(dir)) if dir is not None else bundled_model_dir()
         cfg = _read_config(d, bundled=dir is None)
         layout = VocabLayout.from_dict(cfg["layout"])
