@@ -212,6 +212,14 @@ def test_card_counts_the_warm_starts_behind_a_run(run_dir, tmp_path):
     s3 = json.loads((tmp_path / "e3" / SUMMARY_FILE).read_text())
     assert [e["source"] for e in s3["lineage"]] == [str(out), str(a), str(tmp_path / "gone")]
     assert s3["lineage"][0]["weights"] == "exported model, bf16" and s3["lineage"][0]["step"] == 4
+    # ... and names it by content, wherever the folder was (the bundled model's digest rule)
+    from unif2ace.bundled import content_digest
+
+    assert s3["lineage"][0]["digest"] == content_digest(out)
+    assert (
+        f"(exported model, bf16 weights, digest {content_digest(out)}): 4 steps"
+        in (tmp_path / "e3" / CARD_FILE).read_text()
+    )
     assert "| in all | 12 steps," in (tmp_path / "e3" / CARD_FILE).read_text()
     # a run from scratch has no such rows
     assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e2")]) == 0

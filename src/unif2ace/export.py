@@ -108,8 +108,11 @@ def lineage(run_cfg: dict, limit: int = 32) -> list[dict]:
     A run folder stands for its newest checkpoint (what a warm start from it loaded, unless
     that run went on afterwards). An exported model folder (e.g. the bundled model) counts
     what its ``training.json`` recorded at export, its own lineage included, and ends the
-    walk. The walk stops at a source that is no longer on disk (its entry then has
-    ``found: False`` and no counts) or after ``limit`` entries."""
+    walk; its entry carries the folder's content digest (config and weights, the rule of
+    :func:`unif2ace.bundled.digest`), which names the model wherever the folder was. The walk
+    stops at a source that is no longer on disk (its entry then has ``found: False`` and no
+    counts) or after ``limit`` entries."""
+    from .bundled import content_digest
     from .pipeline import _resolve_folder
 
     out: list[dict] = []
@@ -126,7 +129,7 @@ def lineage(run_cfg: dict, limit: int = 32) -> list[dict]:
             s = json.loads((ck / SUMMARY_FILE).read_text())
             fmt = s.get("weights_format", "bf16")
             entry |= {"found": True, "step": s.get("step"), "tokens_seen": s.get("tokens_seen"),
-                      "train_wall_s": s.get("train_wall_s"),
+                      "train_wall_s": s.get("train_wall_s"), "digest": content_digest(ck),
                       "weights": f"exported {s.get('weights', 'model')}, {fmt}"}  # fmt: skip
             out += list(s.get("lineage") or [])[: limit - len(out)]
             break
@@ -338,8 +341,9 @@ def _lineage_rows(s: dict, hours: float) -> list[str]:
         if not e.get("found"):
             parts.append(f"`{e['source']}` ({e['weights']} weights; not on disk, not counted)")
             continue
+        ident = f", digest {e['digest']}" if e.get("digest") else ""
         parts.append(
-            f"`{e['source']}` ({e['weights']} weights): {_fmt(e['step'])} steps, "
+            f"`{e['source']}` ({e['weights']} weights{ident}): {_fmt(e['step'])} steps, "
             f"{_fmt(e['tokens_seen'])} tokens, {(e['train_wall_s'] or 0) / 3600:.2f} h"
         )
     rows = ["| warm start | from " + "; which started from ".join(parts) + " |"]
