@@ -128,7 +128,7 @@ def test_card_tabulates_eval_summary_and_appends_notes(run_dir, tiny_recipe, tmp
     assert f"{summ[split]['generation_fidelity']:.4g}" in row
     lo, hi = json.loads((tiny_recipe / "eval.json").read_text())["ci95"][split]["vqa_accuracy"]
     vqa_row = next(line for line in card.splitlines() if line.startswith("| vqa_accuracy |"))
-    assert f"[{lo:.3g}, {hi:.3g}]" in vqa_row and "bootstrap intervals" in card
+    assert f"[{lo:.3f}, {hi:.3f}]" in vqa_row and "bootstrap intervals" in card
     assert "## Reading the numbers\n\nSee ![a grid](grid.png)." in card
     assert (out / grid.name).read_bytes() == grid.read_bytes()
     assert main([*argv, "--notes", str(tmp_path / "missing.md")]) == 2

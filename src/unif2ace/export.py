@@ -306,7 +306,7 @@ def _sampler_line(sc: dict | None) -> str:
 def _metrics_table(metrics: dict) -> list[str]:
     """Markdown rows: an ``unif2ace eval`` JSON as metric × split (its ``summary``), any
     other JSON as its top-level scalars."""
-    from .eval.report import with_interval
+    from .eval.report import fmt_metric, with_interval
 
     summ = metrics.get("summary")
     if isinstance(summ, dict) and summ and all(isinstance(v, dict) for v in summ.values()):
@@ -317,7 +317,8 @@ def _metrics_table(metrics: dict) -> list[str]:
         rows += [
             f"| {k} | "
             + " | ".join(
-                with_interval(_fmt(summ[sp].get(k, "")), ci.get(sp, {}).get(k)) for sp in splits
+                with_interval(fmt_metric(summ[sp].get(k, "")), ci.get(sp, {}).get(k))
+                for sp in splits
             )
             + " |"
             for k in keys

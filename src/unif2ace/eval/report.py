@@ -24,9 +24,13 @@ TARGETS = {  # TARGETS.md, quality of the bundled model
 }
 
 
-def _fmt(x) -> str:
+def fmt_metric(x) -> str:
+    """An evaluation number as REPORT.md and model cards write it: 3 decimals, FID-sized
+    numbers (≥ 100) 1 decimal with thousands separators."""
     if isinstance(x, float):
-        return "nan" if math.isnan(x) else f"{x:.3f}"
+        if math.isnan(x):
+            return "nan"
+        return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.3f}"
     return str(x)
 
 
@@ -34,7 +38,7 @@ def with_interval(text: str, ci) -> str:
     """``text`` followed by its 95 % interval ``[lo, hi]`` when ``ci`` holds one."""
     if not ci or len(ci) != 2 or any(v is None or math.isnan(v) for v in ci):
         return text
-    return f"{text} [{ci[0]:.3g}, {ci[1]:.3g}]"
+    return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]"  # the headline numbers' 3 decimals
 
 
 def bar_chart(series: dict[str, dict[str, float]], path: Path, title: str) -> Path:
@@ -79,7 +83,8 @@ def write_report(result: dict, out: str | Path, model_name: str) -> Path:
     ci = m.get("ci95") or {}
     for k in keys:
         tgt = f"≥ {TARGETS[k]:.2f}" if k in TARGETS else ""
-        cells = (with_interval(_fmt(m["summary"][s][k]), ci.get(s, {}).get(k)) for s in splits)
+        vals = ((fmt_metric(m["summary"][s][k]), ci.get(s, {}).get(k)) for s in splits)
+        cells = (with_interval(v, c) for v, c in vals)
         lines.append(f"| {k} | {tgt} | {' | '.join(cells)} |")
     lines += [
         "",
@@ -99,8 +104,8 @@ def write_report(result: dict, out: str | Path, model_name: str) -> Path:
             "",
             "## Diversity (judge features, cosine)",
             "",
-            f"within prompt {_fmt(d.get('within_prompt'))}, across prompts "
-            f"{_fmt(d.get('across_prompt'))} ({d.get('n_prompts')} prompts x "
+            f"within prompt {fmt_metric(d.get('within_prompt'))}, across prompts "
+            f"{fmt_metric(d.get('across_prompt'))} ({d.get('n_prompts')} prompts x "
             f"{d.get('n_samples', 0) // max(1, d.get('n_prompts', 1))} samples)",
         ]
     path = out / "REPORT.md"
@@ -114,9 +119,11 @@ def _split_section(m: dict, media: dict, split: str, out: Path, contact_sheet) -
     lines += [
         f"- prompts: {g['n_prompts']} ({g['generate_s']} s); judged attribute pairs: "
         f"{g['fidelity']['n']}",
-        f"- fidelity {_fmt(g['fidelity']['accuracy'])} (real faces: "
-        f"{_fmt(g['fidelity_real']['accuracy'])}); VQAScore {_fmt(g['vqa_score']['score'])}",
-        f"- FID {_fmt(g['fid'])} (floor {_fmt(g['fid_floor_val'])}; {g['fid_features']})",
+        f"- fidelity {fmt_metric(g['fidelity']['accuracy'])} (real faces: "
+        f"{fmt_metric(g['fidelity_real']['accuracy'])}); "
+        f"VQAScore {fmt_metric(g['vqa_score']['score'])}",
+        f"- FID {fmt_metric(g['fid'])} (floor {fmt_metric(g['fid_floor_val'])}; "
+        f"{g['fid_features']})",
     ]
     bar_chart(
         {"generated": g["fidelity"]["per_attribute"], "real": g["fidelity_real"]["per_attribute"]},
@@ -137,15 +144,15 @@ def _split_section(m: dict, media: dict, split: str, out: Path, contact_sheet) -
             "",
             "| | precision | recall | F1 |",
             "|---|---|---|---|",
-            f"| caption attributes vs reference caption | {_fmt(ca['precision'])} | "
-            f"{_fmt(ca['recall'])} | {_fmt(ca['f1'])} |",
-            f"| caption attributes vs all visible labels | {_fmt(cl['precision'])} | "
-            f"{_fmt(cl['recall'])} | {_fmt(cl['f1'])} |",
+            f"| caption attributes vs reference caption | {fmt_metric(ca['precision'])} | "
+            f"{fmt_metric(ca['recall'])} | {fmt_metric(ca['f1'])} |",
+            f"| caption attributes vs all visible labels | {fmt_metric(cl['precision'])} | "
+            f"{fmt_metric(cl['recall'])} | {fmt_metric(cl['f1'])} |",
             "",
-            f"BLEU-4 {_fmt(u['bleu_4'])}, CIDEr-D {_fmt(u['cider_d'])}; VQA accuracy "
-            f"{_fmt(v['accuracy'])} over {v['n']} questions"
+            f"BLEU-4 {fmt_metric(u['bleu_4'])}, CIDEr-D {fmt_metric(u['cider_d'])}; VQA accuracy "
+            f"{fmt_metric(v['accuracy'])} over {v['n']} questions"
             + (
-                f" (blind baseline, the question alone: {_fmt(u['vqa_blind']['accuracy'])})"
+                f" (blind baseline, the question alone: {fmt_metric(u['vqa_blind']['accuracy'])})"
                 if "vqa_blind" in u
                 else ""
             ),
@@ -153,15 +160,15 @@ def _split_section(m: dict, media: dict, split: str, out: Path, contact_sheet) -
             "| VQA by category | accuracy |",
             "|---|---|",
         ]
-        lines += [f"| {c} | {_fmt(a)} |" for c, a in sorted(v["by_category"].items())]
-        lines += [f"| kind: {c} | {_fmt(a)} |" for c, a in sorted(v["by_kind"].items())]
+        lines += [f"| {c} | {fmt_metric(a)} |" for c, a in sorted(v["by_category"].items())]
+        lines += [f"| kind: {c} | {fmt_metric(a)} |" for c, a in sorted(v["by_kind"].items())]
         if "llm_judge" in u:
             j = u["llm_judge"]
             lines += [
                 "",
                 f"LLM judge ({j['judge_model']}, 1–10 against the references, the paper's "
-                f"protocol): Desc {_fmt(j['desc']['mean'])} over {j['desc']['n']} captions, "
-                f"Conv {_fmt(j['conv']['mean'])} over {j['conv']['n']} answers "
+                f"protocol): Desc {fmt_metric(j['desc']['mean'])} over {j['desc']['n']} captions, "
+                f"Conv {fmt_metric(j['conv']['mean'])} over {j['conv']['n']} answers "
                 f"(unparsed replies: {j['desc']['unparsed'] + j['conv']['unparsed']})",
             ]
         per = {a: d.get("f1", math.nan) for a, d in ca["per_attribute"].items()}
