@@ -75,7 +75,7 @@ def _text_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-repeat-ngram",
         type=int,
-        help="never repeat an n-gram of this many tokens (default 7; 0 = off)",
+        help="never repeat an n-gram of this many tokens (default 4; 0 = off)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=8)
