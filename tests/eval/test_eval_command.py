@@ -12,7 +12,7 @@ from unif2ace.demo import test_records as demo_records
 from unif2ace.errors import UserError
 from unif2ace.eval.evaluate import prompted_attributes, yes_no_question
 from unif2ace.eval.intervals import point_values
-from unif2ace.pipeline import FacePipeline
+from unif2ace.pipeline import FacePipeline, SamplingDefaults
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_prompt_gap_is_zero_for_identical_prompts_and_matches_a_reference(fx):
         prompt_gap(pipe, faces[:1], ["a man"])
 
 
-def test_eval_cli_writes_json_and_report(fx, tmp_path):
+def test_eval_cli_writes_json_and_report(fx, tmp_path, capsys):
     argv = [
         "eval",
         "--checkpoint",
@@ -140,6 +140,9 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path):
     assert main(argv) == 0
     m = json.loads((tmp_path / "m.json").read_text())
     assert set(m["summary"]) == {"test", "test_heldout"}
+    # the decoding the numbers were measured with: the --steps override, the text rule
+    assert m["decoding"]["image_sampler"]["num_steps"] == 2
+    assert m["decoding"]["text"]["no_repeat_ngram"] == SamplingDefaults().no_repeat_ngram
     for split, s in m["summary"].items():
         g = m["splits"][split]["generation"]
         assert 0.0 <= s["generation_fidelity"] <= 1.0 and g["fidelity"]["n"] > 0
@@ -174,6 +177,14 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path):
     for d in diff["test"].values():  # (caption F1 is nan when 2 tiny-model captions claim nothing)
         assert (math.isnan(d["diff"]) or d["diff"] == 0) and not d["beyond_noise"]
     assert "generation_fidelity" in diff["test"] and "vqa_minus_blind" in diff["test"]
+    assert "differs:" not in capsys.readouterr().out
+    # the same faces decoded another way: the header names what changed
+    other = json.loads((tmp_path / "m.json").read_text())
+    other["decoding"]["text"]["no_repeat_ngram"] = 99
+    (tmp_path / "m2.json").write_text(json.dumps(other))
+    assert main(["eval-compare", str(tmp_path / "m.json"), str(tmp_path / "m2.json")]) == 0
+    differ = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("differs:")]
+    assert differ == [f"differs: text.no_repeat_ngram {SamplingDefaults().no_repeat_ngram} -> 99"]
 
 
 def test_eval_without_a_judge_says_how_to_get_one(fx, tmp_path, capsys):

@@ -103,12 +103,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    """``{"text": {"top_p": 1}}`` -> ``{"text.top_p": 1}``."""
+    out = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
 def _compare(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from .intervals import paired_differences
     from .report import with_interval
 
-    runs = []
+    runs, setups = [], []
     for path in (args.before, args.after):
         try:
             m = json.loads(Path(path).read_text())
@@ -120,11 +128,18 @@ def _compare(args: argparse.Namespace) -> int:
                 f"{path} has no per-face units; evaluate again with this version of `unif2ace eval`"
             )
         runs.append(splits)
+        setups.append({"model": m.get("model"), **_flat(m.get("decoding") or {})})
     common = [s for s in runs[0] if s in runs[1]]
     if not common:
         raise UserError(f"no split in both files ({', '.join(runs[0])} vs {', '.join(runs[1])})")
     out = {s: paired_differences(runs[0][s], runs[1][s]) for s in common}
-    lines = [f"before: {args.before}", f"after: {args.after}", ""]
+    lines = [f"before: {args.before}", f"after: {args.after}"]
+    differ = [
+        k
+        for k in sorted(setups[0].keys() | setups[1].keys())
+        if setups[0].get(k) != setups[1].get(k)
+    ]
+    lines += [f"differs: {k} {setups[0].get(k)} -> {setups[1].get(k)}" for k in differ] + [""]
     for split, rows in out.items():
         lines += [f"## {split} ({len(runs[1][split]['ids'])} faces, paired)", "",
                   "| metric | before | after | after − before [95 %] | beyond noise |",

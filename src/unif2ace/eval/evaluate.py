@@ -121,6 +121,18 @@ def yes_no_question(attr: str, value, gender: str | None) -> tuple[str, str]:
     return q[0].upper() + q[1:], "Yes"
 
 
+def decoding(pipe, cfg: EvalConfig) -> dict:
+    """What the numbers were measured with beyond ``cfg``: the image sampler after the eval's
+    overrides and the text-decoding defaults (greedy unless a temperature; the repetition
+    rule) — two evaluations that differ only here differ in these, not in the model."""
+    s = pipe.sampling
+    over = {"num_steps": cfg.steps or None, "guidance_scale": cfg.guidance}
+    text = {"temperature": s.text_temperature, "top_k": s.text_top_k, "top_p": s.text_top_p,
+            "no_repeat_ngram": s.no_repeat_ngram, "caption_max_tokens": s.max_text_len,
+            "answer_max_tokens": s.answer_max_new_tokens}  # fmt: skip
+    return {"image_sampler": asdict(pipe._sampler_config(**over)), "text": text}
+
+
 # --- generation ----------------------------------------------------------------------------
 def _generate(pipe, prompts: list[str], cfg: EvalConfig, seed: int) -> list[Image.Image]:
     kw = {"seed": seed, "batch_size": cfg.batch_size}
@@ -387,7 +399,7 @@ def _train_vqa(data: str, split: str, num: int) -> list[dict]:
 def evaluate_model(pipe, judge, data: str, cfg: EvalConfig, log=print, llm=None) -> dict:
     """Everything above for every split in ``cfg.splits``; returns ``{"metrics", "media"}``.
     ``llm``: an optional chat backend for the Desc / Conv judge scores."""
-    metrics: dict = {"config": asdict(cfg), "splits": {}}
+    metrics: dict = {"config": asdict(cfg), "decoding": decoding(pipe, cfg), "splits": {}}
     media: dict = {}
     for split in cfg.splits:
         log(f"[eval] {split}: generating {cfg.num} faces ...")
