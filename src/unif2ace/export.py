@@ -206,7 +206,7 @@ def export_model(
             v = sampler.get(k)
             if v is not None and (v < 0 or (k == "num_steps" and v < 1)):
                 raise UserError(f"{k} must be {'>= 1' if k == 'num_steps' else '>= 0'}, got {v}")
-        pipe.sampling.sampler = pipe._sampler_config(**sampler)
+        pipe.sampling.sampler = pipe.sampler_config(**sampler)
     if tokenizer_dtype == "bf16":
         pipe.image_tokenizer.to(torch.bfloat16)
     out = Path(out)

@@ -381,7 +381,9 @@ class FacePipeline:
                 raise UserError(f"a prompt must be text or an attribute dict, not {type(p)}")
         return out
 
-    def _sampler_config(self, **overrides) -> SamplerConfig:
+    def sampler_config(self, **overrides) -> SamplerConfig:
+        """The image sampler :meth:`generate` uses: the model's defaults with the ``overrides``
+        that are not None (``num_steps``, ``guidance_scale``, ...)."""
         given = {k: v for k, v in overrides.items() if v is not None}
         return dataclasses.replace(self.sampling.sampler, **given)
 
@@ -406,7 +408,7 @@ class FacePipeline:
                 "for an unconditional sample"
             )
         _check_batch_size(batch_size)
-        cfg = self._sampler_config(
+        cfg = self.sampler_config(
             name=sampler,
             num_steps=num_steps,
             guidance_scale=guidance_scale,

@@ -126,21 +126,21 @@ def decoding(pipe, cfg: EvalConfig) -> dict:
     overrides and the text-decoding defaults (greedy unless a temperature; the repetition
     rule) — two evaluations that differ only here differ in these, not in the model."""
     s = pipe.sampling
-    over = {"num_steps": cfg.steps or None, "guidance_scale": cfg.guidance}
     text = {"temperature": s.text_temperature, "top_k": s.text_top_k, "top_p": s.text_top_p,
             "no_repeat_ngram": s.no_repeat_ngram, "caption_max_tokens": s.max_text_len,
             "answer_max_tokens": s.answer_max_new_tokens}  # fmt: skip
-    return {"image_sampler": asdict(pipe._sampler_config(**over)), "text": text}
+    return {"image_sampler": asdict(pipe.sampler_config(**_sampler_overrides(cfg))), "text": text}
 
 
 # --- generation ----------------------------------------------------------------------------
+def _sampler_overrides(cfg: EvalConfig) -> dict:
+    """``--steps`` / ``--guidance`` as sampler fields (None: the model's default)."""
+    return {"num_steps": cfg.steps or None, "guidance_scale": cfg.guidance}
+
+
 def _generate(pipe, prompts: list[str], cfg: EvalConfig, seed: int) -> list[Image.Image]:
-    kw = {"seed": seed, "batch_size": cfg.batch_size}
-    if cfg.steps:
-        kw["num_steps"] = cfg.steps
-    if cfg.guidance is not None:
-        kw["guidance_scale"] = cfg.guidance
-    return pipe.generate(prompts, **kw)
+    over = _sampler_overrides(cfg)
+    return pipe.generate(prompts, seed=seed, batch_size=cfg.batch_size, **over)
 
 
 def fidelity(judge, images_u8: torch.Tensor, asked: list[dict]) -> dict:
