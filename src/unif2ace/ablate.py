@@ -61,6 +61,7 @@ COLUMNS = (
     ("generation_fidelity", "fidelity ↑", True),
     ("vqa_score", "VQAScore ↑", True),
     ("fid", "FID ↓", False),
+    ("kid", "KID ↓", False),
     # held-out masked-code CE of real faces (90 % masked, own prompt) and how much the prompt
     # lowers it: they separate variants before their samples do (docs/evaluation.md)
     ("denoise_ce_nats", "denoise CE ↓", False),

@@ -157,7 +157,7 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path, capsys):
         for k, v in point_values(units).items():  # the units reproduce the summary
             assert v == pytest.approx(s[k], nan_ok=True), k
         assert s["vqa_minus_blind"] == pytest.approx(s["vqa_accuracy"] - s["vqa_accuracy_blind"])
-        keys = {"generation_fidelity", "vqa_score", "caption_attribute_f1", "cider_d",
+        keys = {"generation_fidelity", "vqa_score", "kid", "caption_attribute_f1", "cider_d",
                 "vqa_accuracy", "vqa_accuracy_blind", "vqa_minus_blind"}  # fmt: skip
         assert keys <= set(ci) <= set(s)
         for k, (lo, hi) in ci.items():

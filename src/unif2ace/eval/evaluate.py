@@ -8,7 +8,9 @@ Generation, on the first ``num`` records of each split (``test`` and ``test_held
 * **VQAScore** (Lin et al. 2024): the model's own probability of the right yes/no answer to
   a question about each prompted attribute of its generated face.
 * **FID** in the judge's penultimate feature space, generated vs real ``split`` faces, beside
-  the real-vs-real floor (``val`` vs ``split``, same sample sizes).
+  the real-vs-real floor (``val`` vs ``split``, same sample sizes); **KID** (unbiased kernel
+  distance, :mod:`.metrics.kid`) in the same space, against the same real faces, with the
+  same floor.
 * **diversity**: mean pairwise cosine distance of judge features of several samples per
   prompt, and across prompts.
 
@@ -21,7 +23,8 @@ headline number but FID and the prompt gap has a 95 % percentile-bootstrap inter
 faces (the top-level ``ci95`` table, which the report and the model card print), and two
 evaluations of the same faces compare paired (``unif2ace eval-compare``). The intervals say
 how far a number moves with the choice of faces alone, not the seed-to-seed spread of
-training. CIDEr-D's resamples keep the whole corpus' document frequencies.
+training. CIDEr-D's resamples keep the whole corpus' document frequencies; KID's resample the
+generated faces against the fixed real reference.
 """
 
 from __future__ import annotations
@@ -240,7 +243,7 @@ def prompt_gap(
 def evaluate_generation(pipe, judge, data: str, split: str, cfg: EvalConfig) -> dict:
     """Fidelity (generated and real), VQAScore and FID for ``split``; returns metrics and
     the generated images (for the report)."""
-    from .metrics import fid_from_features
+    from .metrics import fid_from_features, kid_from_features, kid_terms
 
     recs = load_records(data, split, cfg.num, ["id", "image", "attributes", "prompts"])
     prompts = [r["prompts"][0] for r in recs]
@@ -265,10 +268,14 @@ def evaluate_generation(pipe, judge, data: str, split: str, cfg: EvalConfig) -> 
         units[key] = res[key].pop("per_image")
     real_ref = _real_images(data, split, cfg.fid_real)
     f_ref = judge.features(real_ref).numpy()
-    res["fid"] = fid_from_features(judge.features(gen_u8).numpy(), f_ref)
-    res["fid_floor_val"] = fid_from_features(
-        judge.features(_real_images(data, "val", len(images))).numpy(), f_ref
-    )
+    f_gen = judge.features(gen_u8).numpy()
+    f_val = judge.features(_real_images(data, "val", len(images))).numpy()
+    res["fid"] = fid_from_features(f_gen, f_ref)
+    res["fid_floor_val"] = fid_from_features(f_val, f_ref)
+    kid = kid_terms(f_gen, f_ref)
+    units["kid"] = kid.unit_rows()
+    res["kid"] = kid.value()
+    res["kid_floor_val"] = kid_from_features(f_val, f_ref)
     res["fid_features"] = f"judge penultimate layer ({f_ref.shape[1]} dims)"
     res["fid_sizes"] = {"generated": len(images), "real": len(real_ref)}
     return {"metrics": res, "units": units, "prompts": prompts, "images": images, "real": real,
@@ -435,6 +442,8 @@ def summary(metrics: dict) -> dict:
             "vqa_score": g["vqa_score"]["score"],
             "fid": g["fid"],
             "fid_floor": g["fid_floor_val"],
+            "kid": g.get("kid", math.nan),
+            "kid_floor": g.get("kid_floor_val", math.nan),
             "prompt_gap_nats": g["prompt_gap"]["gap"],
             "denoise_ce_nats": g["prompt_gap"]["ce_own_prompt"],
         }

@@ -9,6 +9,9 @@ over faces (:func:`unif2ace.eval.metrics.stats.bootstrap_ci`) resamples whole fa
 questions, attributes and claims move together — and two evaluations of the same faces (two
 models, same data, ``--num`` and seed) compare *paired*: each resample takes the same faces
 from both, which cancels most of the variation between faces (:func:`paired_differences`).
+KID's unit of a face is its row of kernel values (:mod:`.metrics.kid`): a resample of faces
+resamples the generated set while the real reference stays fixed, so KID compares paired only
+between evaluations against the same real faces (same data, split and ``--fid-real``).
 """
 
 from __future__ import annotations
@@ -64,6 +67,13 @@ def _caption_f1(units: Units, idx_RN: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(p) | np.isnan(r), np.nan, f)
 
 
+def _kid(units: Units, idx_RN: np.ndarray) -> np.ndarray:
+    """KID of each resample of the generated faces against the evaluation's fixed real set."""
+    from .metrics.kid import KidTerms, kid_resampled
+
+    return kid_resampled(KidTerms.from_unit_rows(units["kid"]), idx_RN)
+
+
 def _vqa_minus_blind(units: Units, idx_RN: np.ndarray) -> np.ndarray:
     model, blind = _sums(units, "vqa", idx_RN), _sums(units, "vqa_blind", idx_RN)
     return _div(model[:, 0] - blind[:, 0], model[:, 1])
@@ -74,6 +84,7 @@ UNIT_METRICS: dict[str, tuple[tuple[str, ...], MetricFn]] = {
     "generation_fidelity": (("fidelity",), _ratio("fidelity")),
     "generation_fidelity_real_ceiling": (("fidelity_real",), _ratio("fidelity_real")),
     "vqa_score": (("vqa_score",), _ratio("vqa_score")),
+    "kid": (("kid",), _kid),
     "caption_attribute_f1": (("caption",), _caption_f1),
     "caption_attribute_precision": (("caption",), _ratio("caption")),
     "cider_d": (("cider_d",), _mean("cider_d")),
@@ -100,16 +111,25 @@ def intervals(units: Units, **kw) -> dict[str, list[float]]:
             _available(units).items()}  # fmt: skip
 
 
+def _same_real_reference(before: Units, after: Units) -> bool:
+    """Whether two evaluations' KID terms were measured against the same real faces (their
+    real-vs-real kernel means agree)."""
+    return bool(np.isclose(before["kid"][0][0], after["kid"][0][0], rtol=1e-9, atol=0.0))
+
+
 def paired_differences(before: Units, after: Units, **kw) -> dict[str, dict]:
     """``after − before`` of each metric both evaluations have, with a paired 95 % bootstrap
     interval (each resample takes the same faces from both). The two must have evaluated the
-    same faces in the same order (same data, split and ``--num``)."""
+    same faces in the same order (same data, split and ``--num``); KID is left out when the
+    two were measured against different real faces."""
     if list(before["ids"]) != list(after["ids"]):
         raise UserError(
             "the two evaluations did not score the same faces (same data, split and --num "
             f"needed): {len(before['ids'])} vs {len(after['ids'])} ids, or another order"
         )
     a, b = _available(before), _available(after)
+    if "kid" in a and "kid" in b and not _same_real_reference(before, after):
+        del a["kid"]  # KID against different real faces: not a paired difference
     va, vb = point_values(before), point_values(after)
     out = {}
     for k in (k for k in UNIT_METRICS if k in a and k in b):

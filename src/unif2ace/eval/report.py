@@ -125,6 +125,9 @@ def _split_section(m: dict, media: dict, split: str, out: Path, contact_sheet) -
         f"- FID {fmt_metric(g['fid'])} (floor {fmt_metric(g['fid_floor_val'])}; "
         f"{g['fid_features']})",
     ]
+    if "kid" in g:
+        lines.append(f"- KID {fmt_metric(g['kid'])} (floor {fmt_metric(g['kid_floor_val'])}; "
+                     "same features and real faces)")  # fmt: skip
     bar_chart(
         {"generated": g["fidelity"]["per_attribute"], "real": g["fidelity_real"]["per_attribute"]},
         out / f"fidelity_{split}.png",

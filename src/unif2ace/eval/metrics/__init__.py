@@ -1,6 +1,7 @@
 """Evaluation metrics of unif2ace (issue 6): pure functions, no model loading.
 
 * :mod:`.fid` — Fréchet distance / FID with a pluggable feature network, real-vs-real floor.
+* :mod:`.kid` — unbiased kernel distance (KID) with per-image terms for intervals.
 * :mod:`.diversity` — mean pairwise feature distance within and across prompts.
 * :mod:`.caption_attributes` — caption attribute precision / recall / F1 against labels.
 * :mod:`.vqa` — VQA accuracy by category, question kind and answer type.
@@ -19,6 +20,7 @@ from .fid import (
     inception_feature_fn,
     real_vs_real_fid,
 )
+from .kid import KidTerms, kid_from_features, kid_resampled, kid_terms
 from .llm_judge import JudgeScores, conv_scores, desc_scores, llm_judge, parse_score
 from .text import BleuScore, CiderScore, bleu, bleu_4, cider_d, tokenize
 from .vqa import VQAScores, answers_match, normalize_answer, prior_answers, vqa_accuracy
@@ -29,6 +31,7 @@ __all__ = [
     "CiderScore",
     "DiversityScores",
     "JudgeScores",
+    "KidTerms",
     "VQAScores",
     "answers_match",
     "bleu",
@@ -43,6 +46,9 @@ __all__ = [
     "fid_from_features",
     "frechet_distance",
     "inception_feature_fn",
+    "kid_from_features",
+    "kid_resampled",
+    "kid_terms",
     "llm_judge",
     "mean_pairwise_distance",
     "normalize_answer",
