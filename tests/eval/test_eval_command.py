@@ -185,6 +185,12 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path, capsys):
     assert main(["eval-compare", str(tmp_path / "m.json"), str(tmp_path / "m2.json")]) == 0
     differ = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("differs:")]
     assert differ == [f"differs: text.no_repeat_ngram {SamplingDefaults().no_repeat_ngram} -> 99"]
+    # an evaluation older than the decoding record: one line says so, no line per setting
+    del other["decoding"]
+    (tmp_path / "m3.json").write_text(json.dumps(other))
+    assert main(["eval-compare", str(tmp_path / "m3.json"), str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert "differs:" not in out and f"decoding: not recorded in {tmp_path / 'm3.json'}" in out
 
 
 def test_eval_without_a_judge_says_how_to_get_one(fx, tmp_path, capsys):

@@ -116,7 +116,7 @@ def _compare(args: argparse.Namespace) -> int:
     from .intervals import paired_differences
     from .report import with_interval
 
-    runs, setups = [], []
+    runs, setups, unrecorded = [], [], []
     for path in (args.before, args.after):
         try:
             m = json.loads(Path(path).read_text())
@@ -129,17 +129,17 @@ def _compare(args: argparse.Namespace) -> int:
             )
         runs.append(splits)
         setups.append({"model": m.get("model"), **_flat(m.get("decoding") or {})})
+        if not m.get("decoding"):  # older than the record: say so once, not a line per key
+            unrecorded.append(str(path))
     common = [s for s in runs[0] if s in runs[1]]
     if not common:
         raise UserError(f"no split in both files ({', '.join(runs[0])} vs {', '.join(runs[1])})")
     out = {s: paired_differences(runs[0][s], runs[1][s]) for s in common}
     lines = [f"before: {args.before}", f"after: {args.after}"]
-    differ = [
-        k
-        for k in sorted(setups[0].keys() | setups[1].keys())
-        if setups[0].get(k) != setups[1].get(k)
-    ]
-    lines += [f"differs: {k} {setups[0].get(k)} -> {setups[1].get(k)}" for k in differ] + [""]
+    keys = ["model"] if unrecorded else sorted(setups[0].keys() | setups[1].keys())
+    differ = [k for k in keys if setups[0].get(k) != setups[1].get(k)]
+    lines += [f"differs: {k} {setups[0].get(k)} -> {setups[1].get(k)}" for k in differ]
+    lines += [f"decoding: not recorded in {p} (an older evaluation)" for p in unrecorded] + [""]
     for split, rows in out.items():
         lines += [f"## {split} ({len(runs[1][split]['ids'])} faces, paired)", "",
                   "| metric | before | after | after − before [95 %] | beyond noise |",
