@@ -703,3 +703,29 @@ def test_trained_encoders_are_loaded_frozen_and_survive_resume(fx, tmp_path):
     mid = tmp_path / "run" / "checkpoints" / "step-00000002"
     train_model(cfg, tmp_path / "resumed", resume=str(mid), verbose=False)
     assert _losses(tmp_path / "resumed") == {s: ref[s] for s in (3, 4)}
+
+
+def test_encoder_dropout_blanks_a_seeded_share_of_understanding_images(fx):
+    def images(p: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = _cfg(fx, f"data.encoder_dropout={p}", "data.t2i=0.2")
+        layout, tok, _, codes = prepare(cfg)
+        batches = list(MixedTaskData(cfg.data, layout, tok, codes, 4, seed=seed)(0, 0))
+        imgs = torch.cat([b["images_BCHW"] for b in batches])
+        mmu = torch.cat([b["task_B"] for b in batches]) == int(Task.MMU)
+        return imgs[mmu], torch.cat([b["ids_BT"] for b in batches])
+
+    def blank(x: torch.Tensor) -> torch.Tensor:
+        return (x == 0.5).flatten(1).all(1)
+
+    none, ids0 = images(0.0)
+    every, ids1 = images(1.0)
+    half, ids_half = images(0.5)
+    assert len(none) >= 8 and not blank(none).any()  # FaceForge faces are not uniform grey
+    assert blank(every).all()
+    assert 0 < int(blank(half).sum()) < len(half)
+    # rows not blanked keep their face; the sequences are what p = 0 gives; seeded
+    assert torch.equal(half[~blank(half)], none[~blank(half)])
+    assert torch.equal(ids0, ids1) and torch.equal(ids0, ids_half)
+    assert torch.equal(images(0.5)[0], half)
+    with pytest.raises(UserError, match="encoder_dropout"):
+        _cfg(fx, "data.encoder_dropout=1.5").data.task_probs()

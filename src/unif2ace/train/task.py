@@ -86,6 +86,11 @@ class DataConfig:
     max_text_len: int = 96  # cap of "bos question answer eos" and of "<|t2i|> bos prompt eos"
     encoder_images: bool = True  # feed MMU images to the semantic / face encoders
     encoder_resolution: int = 64  # pixels of the encoder inputs
+    # Fraction of understanding rows whose encoder image is blanked (uniform grey): those rows
+    # must answer from the image codes. Without it the bundled model learnt to answer from the
+    # encoder features alone (benchmarks/vqa_image_reliance.py; docs/training.md, "What the
+    # understanding rows read"). Inference always gives the encoders the image.
+    encoder_dropout: float = 0.0
     # How a record's VQA pair is picked. 0: uniformly. 1: weighted so that every question's
     # answers are equally likely over the split (the answer-prior remedy of VQA v2, Goyal et
     # al. 2017: a model cannot score by answering "No" without looking). Between: the power
@@ -105,6 +110,8 @@ class DataConfig:
             raise UserError(f"data.vqa_balance must be in [0, 1], got {self.vqa_balance}")
         if self.vqa_turns < 1:
             raise UserError(f"data.vqa_turns must be >= 1, got {self.vqa_turns}")
+        if not 0.0 <= self.encoder_dropout <= 1.0:
+            raise UserError(f"data.encoder_dropout must be in [0, 1], got {self.encoder_dropout}")
         return p / p.sum()
 
 
@@ -326,7 +333,11 @@ class MixedTaskData:
             if self.cfg.encoder_images:
                 r = self.cfg.encoder_resolution
                 mmu = seq.task == Task.MMU
-                images.append(encoder_image(rec["image"], r) if mmu else torch.zeros(3, r, r))
+                p = self.cfg.encoder_dropout  # drawn after the sequence: p = 0 leaves g as it was
+                if mmu and p > 0 and float(torch.rand((), generator=g)) < p:
+                    images.append(torch.full((3, r, r), 0.5))
+                else:
+                    images.append(encoder_image(rec["image"], r) if mmu else torch.zeros(3, r, r))
         b = collate(seqs, self.layout)
         s = np.random.SeedSequence([self.seed, epoch, self.rank, n_batch, 0x0015E])
         batch = {
