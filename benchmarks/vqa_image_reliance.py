@@ -8,7 +8,9 @@ scores the log-probability of the reference answer (teacher-forced, as VQAScore)
 * both inputs from the face;
 * the codes of another face (the next one), the face's own encoder features;
 * the face's own codes, the encoder features of another face;
-* both from another face (what the question alone gives with a face's worth of context).
+* both from another face (what the question alone gives with a face's worth of context);
+* the face's own codes, and another face's, with the features of a uniform grey image (what
+  ``data.encoder_dropout`` trains with): how much the codes alone carry.
 
 An input the model reads costs log-probability when it is swapped; one it ignores costs none.
 
@@ -73,6 +75,12 @@ def main() -> None:
         "own codes, other features": (codes, swapped),
         "other codes, other features": (codes[other], swapped),
     }
+    if feats is not None:
+        r = pipe.sampling.encoder_resolution
+        with torch.no_grad():
+            grey = pipe.model.encode_images(torch.full((len(recs), 3, r, r), 0.5, dtype=pipe.dtype))
+        variants["own codes, grey-image features"] = (codes, grey)
+        variants["other codes, grey-image features"] = (codes[other], grey)
     kinds = np.array([qa["kind"] for _, qa in rows])
     out = {"split": args.split, "faces": len(recs), "pairs": len(rows),
            "encoders": sorted(feats) if feats else [], "mean_logp": {}}  # fmt: skip
