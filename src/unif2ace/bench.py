@@ -167,7 +167,7 @@ def _train_step_fn(model, opt, batch, codes_BN, layout, g, autocast: bool):
             loss = d3diff_loss(
                 logits_BNK, codes_BN, cor.mask_BN, cor.mask_ratio_B, cor.mask_ratio_rate_B
             ).loss
-            loss = loss + 0.01 * out.balance_loss
+            loss = loss + 0.01 * (out.balance_loss + out.seq_balance_loss)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -52,6 +52,24 @@ def injection_mask(modality_BT: torch.Tensor, task_B: torch.Tensor) -> torch.Ten
     return torch.where((task_B == Task.T2I)[:, None], real & from_img, real)
 
 
+def sequence_balance(probs_BQ, weights_BQ, task_B, top_k: int) -> torch.Tensor:
+    """Switch-style load-balance loss of the sequence routers, per group: balance_G (fp32).
+
+    ``Q · Σ_q f_q · P_q`` over the group's rows, f_q the share of its top-k slots expert q
+    takes and P_q its mean router probability (1 when balanced, Q when one expert takes
+    every slot; 0 for a group without rows). Without it a layer whose router picks Copy +
+    Copy is stuck there: the renormalised weights then sum to one on the identity, the
+    output is h whatever the probabilities, and the task loss gives the router no gradient.
+    """
+    G, Q = len(GROUP_EXPERTS), probs_BQ.shape[-1]
+    onehot_BG = F.one_hot(task_B, G).float()
+    rows_G = onehot_BG.sum(0)
+    chosen_BQ = (weights_BQ > 0).float()
+    frac_GQ = onehot_BG.t() @ chosen_BQ / (rows_G[:, None] * top_k).clamp_min(1)
+    mean_p_GQ = onehot_BG.t() @ probs_BQ.float() / rows_G[:, None].clamp_min(1)
+    return Q * (frac_GQ * mean_p_GQ).sum(-1)
+
+
 class Resampler(nn.Module):
     """S: multi-head cross-attention, queries from the sequence, keys/values from features.
 
@@ -123,15 +141,21 @@ class SequenceMoE(nn.Module):
                         d_model, feat_dims[kind], dim, heads
                     )
 
-    def route(self, x_BTD, cond_BT, task_B) -> torch.Tensor:
-        """Combine weights weights_BQ (top-k renormalised, zeros elsewhere), fp32."""
+    def route_probs(self, x_BTD, cond_BT, task_B) -> torch.Tensor:
+        """Router probabilities probs_BQ over the row's group's experts, fp32."""
         with torch.autocast(x_BTD.device.type, enabled=False):  # route in fp32
             c = cond_BT[..., None].float()
             pooled = (x_BTD.float() * c).sum(1) / c.sum(1).clamp_min(1)
             logits = torch.einsum("bd,bqd->bq", pooled, self.router[task_B].float())
-        probs = logits.softmax(-1)
-        w, idx = probs.topk(self.top_k, dim=-1)
-        return torch.zeros_like(probs).scatter(1, idx, w / w.sum(-1, keepdim=True))
+        return logits.softmax(-1)
+
+    def route(self, x_BTD, cond_BT, task_B) -> torch.Tensor:
+        """Combine weights weights_BQ (top-k renormalised, zeros elsewhere), fp32."""
+        return self.top_k_weights(self.route_probs(x_BTD, cond_BT, task_B))
+
+    def top_k_weights(self, probs_BQ: torch.Tensor) -> torch.Tensor:
+        w, idx = probs_BQ.topk(self.top_k, dim=-1)
+        return torch.zeros_like(probs_BQ).scatter(1, idx, w / w.sum(-1, keepdim=True))
 
     def _coeff_GQ(self) -> torch.Tensor:
         """c_GQ (fp32): copy 1, zero 0, gated expert w — all gates in one softmax."""

@@ -31,7 +31,7 @@ from .attention import (
 from .cache import LayerKV, ModelCache
 from .config import ModelConfig
 from .encoders import NoiseEmbedder, build_encoder
-from .moe_sequence import SequenceMoE, condition_mask, injection_mask
+from .moe_sequence import SequenceMoE, condition_mask, injection_mask, sequence_balance
 from .moe_token import N_GROUPS, DenseFFN, TokenMoE, TokenRouting
 
 
@@ -62,12 +62,18 @@ class ModelOutput:
             (0 without token MoE).
         balance_loss_G: per-group balance loss (T2I, MMU), mean over layers.
         router: routing statistics.
+        seq_balance_loss: the same for the sequence-level routers
+            (:func:`~unif2ace.model.moe_sequence.sequence_balance`; 0 without sequence MoE,
+            without router stats, or when the routes came from a cache).
+        seq_balance_loss_G: per group, mean over layers.
     """
 
     logits_BTV: torch.Tensor
     balance_loss: torch.Tensor
     balance_loss_G: torch.Tensor
     router: RouterStats
+    seq_balance_loss: torch.Tensor
+    seq_balance_loss_G: torch.Tensor
 
 
 @dataclass
@@ -120,7 +126,8 @@ class Block(nn.Module):
             )
 
     def forward(self, h_BTD, ctx: _Context, kv: LayerKV | None, route_BQ: torch.Tensor | None):
-        """Returns (h_BTD, token routing or None, sequence combine weights or None)."""
+        """Returns (h_BTD, token routing or None, sequence combine weights or None, sequence
+        balance_G or None: only when the weights were computed here with router stats)."""
         x = _autocast_input(self.input_layernorm(h_BTD))
         attn = self.self_attn(x, ctx.rot, ctx.attn_mask, kv, ctx.commit)
         if not self.parallel:
@@ -128,13 +135,19 @@ class Block(nn.Module):
             x = _autocast_input(self.post_attention_layernorm(h_BTD))
         ffn, routing = self.mlp(x, ctx.task_B, ctx.valid_BT, stats=ctx.router_stats)
         h_BTD = h_BTD + ffn + attn if self.parallel else h_BTD + ffn
+        seq_balance_G = None
         if self.seq_moe is not None:
             x = self.seq_moe_layernorm(h_BTD)
             if route_BQ is None:
-                route_BQ = self.seq_moe.route(x, ctx.cond_BT, ctx.task_B)
+                probs_BQ = self.seq_moe.route_probs(x, ctx.cond_BT, ctx.task_B)
+                route_BQ = self.seq_moe.top_k_weights(probs_BQ)
+                if ctx.router_stats:
+                    seq_balance_G = sequence_balance(
+                        probs_BQ, route_BQ, ctx.task_B, self.seq_moe.top_k
+                    )
             feat_kv = kv.feat_kv if kv is not None else None
             h_BTD = self.seq_moe(h_BTD, x, ctx.task_B, route_BQ, ctx.inj_BT, ctx.feats, feat_kv)
-        return h_BTD, routing, route_BQ
+        return h_BTD, routing, route_BQ, seq_balance_G
 
 
 class UnifiedTransformer(nn.Module):
@@ -260,12 +273,15 @@ class UnifiedTransformer(nn.Module):
         h = self.embed_tokens(ids_BT)
         routings: list[TokenRouting] = []
         routes: list[torch.Tensor] = []
+        seq_bal: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             kv = cache.layers[i] if cache is not None else None
             route = cache.seq_route[i] if cache is not None else None
-            h, routing, route = layer(h, ctx, kv, route)
+            h, routing, route, bal_G = layer(h, ctx, kv, route)
             if routing is not None:
                 routings.append(routing)
+            if bal_G is not None:
+                seq_bal.append(bal_G)
             if route is not None:
                 routes.append(route)
                 if cache is not None and commit:
@@ -279,9 +295,9 @@ class UnifiedTransformer(nn.Module):
         if vocab_slice is not None:
             w, b = w[vocab_slice[0] : vocab_slice[1]], b[vocab_slice[0] : vocab_slice[1]]
         logits = nn.functional.linear(h, w, b)
-        return self._output(logits, routings, routes, h)
+        return self._output(logits, routings, routes, seq_bal, h)
 
-    def _output(self, logits, routings, routes, h) -> ModelOutput:
+    def _output(self, logits, routings, routes, seq_bal, h) -> ModelOutput:
         if routings:
             bal_G = torch.stack([r.balance_G for r in routings]).mean(0)
             stats = RouterStats(
@@ -293,7 +309,8 @@ class UnifiedTransformer(nn.Module):
         else:
             bal_G = h.new_zeros(N_GROUPS, dtype=torch.float32)
             stats = RouterStats(None, None, None, torch.stack(routes) if routes else None)
-        return ModelOutput(logits, bal_G.sum(), bal_G, stats)
+        seq_G = torch.stack(seq_bal).mean(0) if seq_bal else torch.zeros_like(bal_G)
+        return ModelOutput(logits, bal_G.sum(), bal_G, stats, seq_G.sum(), seq_G)
 
 
 def build_model(cfg: ModelConfig, layout: VocabLayout) -> UnifiedTransformer:

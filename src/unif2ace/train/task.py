@@ -49,7 +49,8 @@ TASKS = ("t2i", "caption", "vqa")
 
 @dataclass
 class LossConfig:
-    """Weights of the total loss ``w_t2i·L_D3Diff + w_mmu·L_mmu + balance·L_balance``.
+    """Weights of the total loss ``w_t2i·L_D3Diff + w_mmu·L_mmu + balance·L_balance
+    + seq_balance·L_seq_balance``.
 
     w_mmu = 1.0 (not Show-o's 0.1 "lm" weight): Show-o's 0.1 sits beside a separate
     language-modelling loss on text-only corpora; here the understanding loss is the only
@@ -61,6 +62,11 @@ class LossConfig:
     w_t2i: float = 1.0
     w_mmu: float = 1.0
     balance: float = 0.01
+    # The sequence-level routers' balance loss (moe_sequence.sequence_balance). Without it a
+    # layer that routes a group to Copy + Copy gets no router gradient and stays there: the
+    # bundled model (trained before this term) routes understanding rows to Copy + Copy in
+    # 6 of its 8 layers, so its encoder features enter in two layers only.
+    seq_balance: float = 0.01
     # Within the text loss: a multiplier per target token of a caption row and of a VQA row,
     # the sum divided by the number of targets (1, 1: the plain token mean). With
     # data.vqa_turns a VQA row carries ~8x the targets of one pair, so the captions' share of
@@ -366,6 +372,7 @@ class UnifiedLoss:
     balance: torch.Tensor
     metrics: dict[str, float]
     n_tokens: int
+    seq_balance: torch.Tensor | None = None
 
 
 def corrupt_t2i(batch: dict, layout: VocabLayout, cfg: CorruptionConfig):
@@ -467,8 +474,11 @@ def unified_loss(model, batch: dict, layout: VocabLayout, cfg: LossConfig) -> Un
         feats = encoder_features(unwrap(model), images, task)
         out = model(ids_in, batch["modality_BT"], task, noise_B, encoder_feats=feats)
     logits = out.logits_BTV
-    total = cfg.balance * out.balance_loss.float()
-    metrics = {"balance": float(out.balance_loss.detach())}
+    total = cfg.balance * out.balance_loss.float() + cfg.seq_balance * out.seq_balance_loss
+    metrics = {
+        "balance": float(out.balance_loss.detach()),
+        "seq_balance": float(out.seq_balance_loss.detach()),
+    }
     t2i = mmu = None
     if corr is not None:
         lo = layout.image_offset
@@ -514,7 +524,7 @@ def unified_loss(model, batch: dict, layout: VocabLayout, cfg: LossConfig) -> Un
             acc = (pred.argmax(-1) == target).float().mean()
         metrics.update(text_acc=float(acc))
     n_tokens = int((batch["modality_BT"] != int(Modality.PAD)).sum())
-    return UnifiedLoss(total, t2i, mmu, out.balance_loss, metrics, n_tokens)
+    return UnifiedLoss(total, t2i, mmu, out.balance_loss, metrics, n_tokens, out.seq_balance_loss)
 
 
 def make_step_fn(layout: VocabLayout, cfg: LossConfig):
