@@ -170,3 +170,18 @@ def test_questions_about_one_image_share_its_prefix(tiny_model, layout):
     one = answer_logprob(tiny_model, layout, codes, questions, answers, feats, image_index=index)
     per_row = answer_logprob(tiny_model, layout, codes[index], questions, answers, rep)
     torch.testing.assert_close(one, per_row, rtol=1e-4, atol=1e-4)
+
+
+def test_layer_cache_select_keeps_feature_entries_of_selected_rows_only():
+    """Row-dependent sequence routing stores resampler keys/values per row set; a selection
+    maps each set to the new rows and drops a set none of the selected rows belongs to."""
+    from unif2ace.model.cache import LayerKV
+
+    kv = LayerKV()
+    k = torch.arange(3.0).view(3, 1, 1, 1)  # rows 0, 2, 3 of the prefix batch
+    kv.feat_kv[("mmu_semantic", (0, 2, 3))] = (k, -k)
+    kv.feat_kv[("mmu_face", (1,))] = (torch.ones(1, 1, 1, 1), torch.ones(1, 1, 1, 1))
+    out = kv.select(torch.tensor([3, 3, 0]))
+    assert list(out.feat_kv) == [("mmu_semantic", (0, 1, 2))]
+    k_new, v_new = out.feat_kv[("mmu_semantic", (0, 1, 2))]
+    assert k_new.flatten().tolist() == [2.0, 2.0, 0.0] and torch.equal(v_new, -k_new)

@@ -67,6 +67,8 @@ class LayerKV:
         for (name, rows), (k, v) in self.feat_kv.items():
             pos = {r: j for j, r in enumerate(rows)}
             new_rows = [b for b, i in enumerate(index) if i in pos]
+            if not new_rows:  # no selected row uses this expert (row-dependent routing)
+                continue
             at = torch.tensor([pos[index[b]] for b in new_rows], device=k.device)
             out.feat_kv[(name, tuple(new_rows))] = (k.index_select(0, at), v.index_select(0, at))
         return out
