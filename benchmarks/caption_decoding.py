@@ -10,32 +10,22 @@ captions, CIDEr-D). Choose n on ``val``; confirm on ``test`` with ``unif2ace eva
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
-import torch
-
+from _model_args import load_pipeline, model_data_parser
 from unif2ace.atomic import write_json_atomic
 from unif2ace.data.ontology import visible_labels
 from unif2ace.data.shards import decode_image
 from unif2ace.eval.evaluate import load_records
 from unif2ace.eval.metrics import caption_attribute_scores, cider_d
-from unif2ace.pipeline import FacePipeline
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--checkpoint", help="model folder (default: the bundled model)")
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--num", type=int, default=96)
+    ap = model_data_parser(__doc__, num=96)
     ap.add_argument("--ngrams", default="0,3,4,5,7", help="comma-separated n (0 = no rule)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    pipe = FacePipeline.from_pretrained(args.checkpoint)
+    pipe = load_pipeline(args)
     recs = load_records(args.data, args.split, args.num, ["id", "image", "attributes", "caption"])
     faces = [decode_image(r["image"]) for r in recs]
     refs = [r["caption"] for r in recs]

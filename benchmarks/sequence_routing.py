@@ -16,12 +16,12 @@ A layer whose router picks Copy + Copy for a group has resampler share 0 for it;
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
 
+from _model_args import load_pipeline, model_data_parser
 from unif2ace.atomic import write_json_atomic
 from unif2ace.data.sequences import build_t2i, collate
 from unif2ace.data.shards import decode_image
@@ -29,7 +29,6 @@ from unif2ace.eval.evaluate import load_records
 from unif2ace.model.config import SEQ_EXPERTS_MMU, SEQ_EXPERTS_T2I
 from unif2ace.model.moe_sequence import GROUP_NAMES, condition_mask
 from unif2ace.model.text_decode import mmu_batch
-from unif2ace.pipeline import FacePipeline
 from unif2ace.vocab import Modality
 
 
@@ -75,18 +74,11 @@ def _summary(model, g: int, experts, probs_LBQ, weights_LBQ) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--checkpoint", help="model folder (default: the bundled model)")
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--num", type=int, default=32)
+    ap = model_data_parser(__doc__, num=32, threads=2)
     ap.add_argument("--mask-ratio", type=float, default=0.5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     t0 = time.time()
-    pipe = FacePipeline.from_pretrained(args.checkpoint)
+    pipe = load_pipeline(args)
     model, layout, tok = pipe.model, pipe.layout, pipe.text_tokenizer
     if model.layers[0].seq_moe is None:
         raise SystemExit("this model has no sequence-level MoE")

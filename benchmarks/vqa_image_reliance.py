@@ -19,34 +19,26 @@ An input the model reads costs log-probability when it is swapped; one it ignore
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import numpy as np
 import torch
 
+from _model_args import load_pipeline, model_data_parser
 from unif2ace.atomic import write_json_atomic
 from unif2ace.data.sequences import encode_answer
 from unif2ace.data.shards import decode_image
 from unif2ace.eval.evaluate import load_records
 from unif2ace.model.text_decode import answer_logprob
-from unif2ace.pipeline import FacePipeline
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--checkpoint", help="model folder (default: the bundled model)")
-    ap.add_argument("--split", default="val")
-    ap.add_argument("--num", type=int, default=64)
+    ap = model_data_parser(__doc__, num=64)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     t0 = time.time()
-    pipe = FacePipeline.from_pretrained(args.checkpoint)
+    pipe = load_pipeline(args)
     recs = load_records(args.data, args.split, args.num, ["id", "image", "vqa"])
     if len(recs) < 2:
         raise SystemExit("need at least 2 faces (another face's inputs are swapped in)")
