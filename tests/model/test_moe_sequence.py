@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from unif2ace.model.moe_sequence import condition_mask, injection_mask, sequence_balance
+from unif2ace.model.moe_sequence import (
+    condition_mask,
+    injection_mask,
+    off_copy_share,
+    sequence_balance,
+)
 from unif2ace.vocab import Modality, Task
 
 
@@ -121,3 +126,14 @@ def test_no_balance_without_router_stats(tiny_model, layout, make_batch):
     ids, mod, task = make_batch(layout)
     assert tiny_model(ids, mod, task).seq_balance_loss > 0
     assert tiny_model(ids, mod, task, router_stats=False).seq_balance_loss == 0
+
+
+def test_off_copy_share():
+    # two layers, rows T2I, MMU, MMU; experts T2I: copy copy zero noise, MMU: copy copy sem face
+    w = torch.tensor([
+        [[0.5, 0.5, 0, 0], [1.0, 0, 0, 0], [0, 0.25, 0.75, 0]],
+        [[0, 0, 0.5, 0.5], [0, 0, 0.5, 0.5], [0.5, 0.5, 0, 0]],
+    ])  # fmt: skip
+    got = off_copy_share(w, torch.tensor([int(Task.T2I), int(Task.MMU), int(Task.MMU)]))
+    assert got == {"t2i": 0.5, "mmu": (0 + 0.75 + 1.0 + 0) / 4}
+    assert off_copy_share(w[:, :1], torch.tensor([int(Task.T2I)])) == {"t2i": 0.5}

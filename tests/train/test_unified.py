@@ -90,6 +90,7 @@ def test_one_step_gives_finite_loss_with_every_component(fx):
     for k in ("t2i", "mask", "score", "mask_acc", "mmu", "text_acc", "balance", "seq_balance"):
         assert k in res.metrics and math.isfinite(res.metrics[k]), k
     assert res.seq_balance > 0  # the sequence routers' balance loss is in
+    assert 0 <= res.metrics["seq_off_copy_t2i"] <= 1 and 0 <= res.metrics["seq_off_copy_mmu"] <= 1
     want = res.t2i + res.mmu + cfg.loss.balance * res.balance
     want = want + cfg.loss.seq_balance * res.seq_balance
     torch.testing.assert_close(res.loss, want)

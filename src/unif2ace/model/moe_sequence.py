@@ -70,6 +70,18 @@ def sequence_balance(probs_BQ, weights_BQ, task_B, top_k: int) -> torch.Tensor:
     return Q * (frac_GQ * mean_p_GQ).sum(-1)
 
 
+def off_copy_share(weights_LBQ: torch.Tensor, task_B: torch.Tensor) -> dict[str, float]:
+    """Per group with rows: the mean over layers and the group's rows of the combine weight
+    on experts other than Copy — 0 when every layer routes the group to Copy + Copy."""
+    out = {}
+    for g, kinds in enumerate(GROUP_EXPERTS):
+        rows = task_B == g
+        if bool(rows.any()):
+            q = torch.tensor([k != "copy" for k in kinds], device=weights_LBQ.device)
+            out[GROUP_NAMES[g]] = float(weights_LBQ[:, rows][..., q].sum(-1).mean())
+    return out
+
+
 class Resampler(nn.Module):
     """S: multi-head cross-attention, queries from the sequence, keys/values from features.
 

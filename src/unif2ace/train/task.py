@@ -40,6 +40,7 @@ from ..diffusion.losses import D3DiffConfig, d3diff_loss
 from ..diffusion.samplers import SamplerConfig
 from ..errors import UserError
 from ..model.config import ModelConfig
+from ..model.moe_sequence import off_copy_share
 from ..model.transformer import UnifiedTransformer
 from ..vocab import Modality, Task, VocabLayout
 from .loop import TrainConfig
@@ -479,6 +480,9 @@ def unified_loss(model, batch: dict, layout: VocabLayout, cfg: LossConfig) -> Un
         "balance": float(out.balance_loss.detach()),
         "seq_balance": float(out.seq_balance_loss.detach()),
     }
+    if out.router.seq_weights_LBQ is not None:
+        for name, v in off_copy_share(out.router.seq_weights_LBQ.detach(), task).items():
+            metrics[f"seq_off_copy_{name}"] = v
     t2i = mmu = None
     if corr is not None:
         lo = layout.image_offset
