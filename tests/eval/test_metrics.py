@@ -489,3 +489,11 @@ def test_per_caption_counts_sum_to_the_micro_scores(faceforge):
     s = caption_attribute_scores(shuffled, labels, caps)
     assert total.scores() == pytest.approx((s.precision, s.recall, s.f1))
     assert s.precision < 0.9
+
+
+def test_reported_intervals_take_the_points_format():
+    from unif2ace.eval.report import fmt_metric, with_interval
+
+    assert with_interval(fmt_metric(208.344), [185.633, 234.366]) == "208.3 [185.6, 234.4]"
+    assert with_interval(fmt_metric(0.4941), [0.4551, 0.5362]) == "0.494 [0.455, 0.536]"
+    assert with_interval(fmt_metric(-7.36), [float("nan"), 1.0]) == "-7.360"

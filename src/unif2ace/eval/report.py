@@ -38,7 +38,8 @@ def with_interval(text: str, ci) -> str:
     """``text`` followed by its 95 % interval ``[lo, hi]`` when ``ci`` holds one."""
     if not ci or len(ci) != 2 or any(v is None or math.isnan(v) for v in ci):
         return text
-    return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]"  # the headline numbers' 3 decimals
+    lo, hi = (fmt_metric(float(v)) for v in ci)  # as the point: 3 decimals, or 1 for KID-sized
+    return f"{text} [{lo}, {hi}]"
 
 
 def bar_chart(series: dict[str, dict[str, float]], path: Path, title: str) -> Path:
