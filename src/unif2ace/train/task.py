@@ -65,8 +65,8 @@ class LossConfig:
     balance: float = 0.01
     # The sequence-level routers' balance loss (moe_sequence.sequence_balance). Without it a
     # layer that routes a group to Copy + Copy gets no router gradient and stays there: the
-    # bundled model (trained before this term) routes understanding rows to Copy + Copy in
-    # 6 of its 8 layers, so its encoder features enter in two layers only.
+    # runs before it (bundled runs 1-6) routed understanding rows to Copy + Copy in 6 of 8
+    # layers, so the encoder features entered in two layers only (docs/training.md).
     seq_balance: float = 0.01
     # Within the text loss: a multiplier per target token of a caption row and of a VQA row,
     # the sum divided by the number of targets (1, 1: the plain token mean). With
