@@ -161,11 +161,9 @@ class SequenceMoE(nn.Module):
             logits = torch.einsum("bd,bqd->bq", pooled, self.router[task_B].float())
         return logits.softmax(-1)
 
-    def route(self, x_BTD, cond_BT, task_B) -> torch.Tensor:
-        """Combine weights weights_BQ (top-k renormalised, zeros elsewhere), fp32."""
-        return self.top_k_weights(self.route_probs(x_BTD, cond_BT, task_B))
-
     def top_k_weights(self, probs_BQ: torch.Tensor) -> torch.Tensor:
+        """Combine weights weights_BQ from :meth:`route_probs`: top-k renormalised, zeros
+        elsewhere, fp32."""
         w, idx = probs_BQ.topk(self.top_k, dim=-1)
         return torch.zeros_like(probs_BQ).scatter(1, idx, w / w.sum(-1, keepdim=True))
 
