@@ -169,4 +169,4 @@ def run_toy(args: argparse.Namespace) -> TrainResult:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     run_toy(parse(sys.argv[1:]))
-    cleanup()
+    cleanup(sync=True)

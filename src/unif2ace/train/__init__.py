@@ -30,7 +30,7 @@ Typical use::
     factory = shard_batches(dataset, cfg.train.micro_batch_size, collate)
     train(cfg.train, model, step_fn, factory, out_dir, run_config=cfg, dist_info=info,
           hooks=Hooks(on_sample=write_grid, extra_files=copy_tokenizers))
-    cleanup()
+    cleanup(sync=True)  # a normal exit: all ranks leave together
 
 Launch the same script with ``torchrun --nproc-per-node N`` for data parallelism, with
 ``train.parallel=fsdp`` for models that do not fit one device. Killed runs continue where

@@ -127,7 +127,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     try:
         res = train_model(cfg, args.out, resume=args.resume)
-    finally:
+    except BaseException:
         cleanup()
+        raise
+    cleanup(sync=True)
     print(json.dumps({"step": res.state.step, "checkpoint": str(res.checkpoint)}))
     return 0

@@ -82,9 +82,16 @@ def setup_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistIn
     return DistInfo(rank, world, local_rank, dev, rank == 0)
 
 
-def cleanup() -> None:
-    """Tear down the process group if one was initialised."""
+def cleanup(sync: bool = False) -> None:
+    """Tear down the process group if one was initialised.
+
+    ``sync=True`` (a normal exit) first waits at a barrier, so that no rank closes its gloo
+    connections while another is still using them (a rank that leaves early can make its
+    peer's transport abort the process); never pass it on an error path, where a rank that
+    crashed would leave the others waiting at the barrier for good."""
     if dist.is_available() and dist.is_initialized():
+        if sync:
+            dist.barrier()
         dist.destroy_process_group()
 
 
