@@ -1,9 +1,11 @@
 """Stage-2 decoder fine-tuning: codes unchanged, exact resume, discriminator properties."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from tok_helpers import write_synthetic_shards
 
 from unif2ace.errors import UserError
@@ -74,6 +76,25 @@ def test_codes_unchanged_and_resume_is_exact(tmp_path, base):
     assert [r["step"] for r in rows] == list(range(1, 7))
     assert all(r["g_adv"] == 0.0 for r in rows[:2]) and all(r["fm"] > 0 for r in rows[2:])
     assert (tmp_path / "part" / "samples" / "step-0000006.png").is_file()
+
+
+def test_a_bf16_tokenizer_keeps_its_code_hash(tmp_path, base):
+    """The bundled tokenizer is stored in bf16; training upcasts it, and the stage-2 folder
+    must still hash (and so pretokenise and export) as the tokenizer it came from."""
+    _, shards = base
+    torch.manual_seed(0)
+    LFQAutoencoder(MICRO).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    cfg = replace(CFG, steps=2)
+    tuned = train_decoder(tmp_path / "bf16", cfg, shards, tmp_path / "ft", log=lambda s: None)
+    assert tokenizer_hash(tmp_path / "ft" / "tokenizer") == tokenizer_hash(tmp_path / "bf16")
+    stored = load_file(str(tmp_path / "ft" / "tokenizer" / "model.safetensors"))
+    assert all(
+        v.dtype == (torch.bfloat16 if k.startswith(("encoder.", "quantizer.")) else torch.float32)
+        for k, v in stored.items()
+    )
+    reloaded = LFQAutoencoder.from_pretrained(tmp_path / "ft" / "tokenizer")
+    for k, v in tuned.state_dict().items():  # the decoder kept its fp32 training values
+        assert torch.equal(reloaded.state_dict()[k], v), k
 
 
 def test_resume_refuses_another_tokenizer(tmp_path, base):

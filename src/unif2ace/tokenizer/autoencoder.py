@@ -297,11 +297,20 @@ class LFQAutoencoder(nn.Module):
         return self.decoder(z).float().clamp(-1.0, 1.0)
 
     # --- persistence -------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``model.safetensors`` and ``config.json`` into ``directory`` (atomic renames)."""
+    def save_pretrained(
+        self, directory: str | Path, dtypes: dict[str, torch.dtype] | None = None
+    ) -> None:
+        """Write ``model.safetensors`` and ``config.json`` into ``directory`` (atomic renames).
+
+        ``dtypes``: storage dtype per weight name where it should differ from the module's
+        (loading casts back to the module's)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        dtypes = dtypes or {}
+        state = {
+            k: v.detach().to(dtypes.get(k, v.dtype)).contiguous()
+            for k, v in self.state_dict().items()
+        }
         with atomic_path(d / "model.safetensors") as tmp:
             save_file(state, str(tmp))
         cfg = {"type": "lfq_autoencoder", **self.config.to_dict()}

@@ -253,8 +253,29 @@ def train_decoder(
             _write_samples(base, tokenizer, sample_images_BCHW, out / "samples", step)
         if step % cfg.ckpt_every == 0 or step == end:
             save_checkpoint(out, tokenizer, opt, step, stream, cfg, extra={DISC: disc})
-            tokenizer.save_pretrained(out / "tokenizer")
+            save_stage2_tokenizer(tokenizer, tokenizer_dir, out / "tokenizer")
     return tokenizer.eval()
+
+
+def save_stage2_tokenizer(
+    tokenizer: LFQAutoencoder, stage1_dir: str | Path, directory: str | Path
+) -> None:
+    """``tokenizer.save_pretrained(directory)``, with the encoder and quantiser stored exactly
+    as in the stage-1 file they came from (its dtypes: a bf16 tokenizer, e.g. the bundled one,
+    keeps bf16 there). Training upcasts them to fp32 without changing a value, but the code
+    hash (:func:`.pretokenize.tokenizer_hash`) reads the stored bytes, so an fp32 copy would
+    look like another tokenizer to ``data pretokenize`` and ``export --image-tokenizer``."""
+    from safetensors import safe_open
+
+    from .pretokenize import ENCODING_SIDE
+
+    with safe_open(str(Path(stage1_dir) / "model.safetensors"), framework="pt") as f:
+        stored = {k: f.get_slice(k).get_dtype() for k in f.keys() if k.startswith(ENCODING_SIDE)}
+    dtypes = {k: _SAFETENSORS_DTYPES[v] for k, v in stored.items()}
+    tokenizer.save_pretrained(directory, dtypes=dtypes)
+
+
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
 
 
 def _check_same_encoder(ckpt: Path, base: LFQAutoencoder) -> None:
