@@ -10,6 +10,7 @@ from tok_helpers import write_synthetic_shards
 
 from unif2ace.errors import UserError
 from unif2ace.tokenizer.autoencoder import LFQAutoencoder, TokenizerConfig
+from unif2ace.tokenizer.export import export_tokenizer
 from unif2ace.tokenizer.images import ImageStream
 from unif2ace.tokenizer.pretokenize import tokenizer_hash
 from unif2ace.tokenizer.train_decoder import (
@@ -84,8 +85,17 @@ def test_a_bf16_tokenizer_keeps_its_code_hash(tmp_path, base):
     _, shards = base
     torch.manual_seed(0)
     LFQAutoencoder(MICRO).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    (tmp_path / "bf16" / "MODEL_CARD.md").write_text(
+        "# Image tokenizer\n\n## Training\n\n- steps: 7000 (stage 1)\n\n## Measured\n\nPSNR\n"
+    )
     cfg = replace(CFG, steps=2)
     tuned = train_decoder(tmp_path / "bf16", cfg, shards, tmp_path / "ft", log=lambda s: None)
+    # its card says what it is: stage 2 on that tokenizer, whose training it quotes
+    card = export_tokenizer(tmp_path / "ft" / "tokenizer", tmp_path / "ship") / "MODEL_CARD.md"
+    text = card.read_text()
+    assert "- steps: 2;" in text and "stage 2: the steps above fine-tune the decoder" in text
+    assert "### Stage 1 (from its card)\n\n- steps: 7000 (stage 1)\n" in text
+    assert "PSNR" not in text  # only the stage-1 Training section is quoted
     assert tokenizer_hash(tmp_path / "ft" / "tokenizer") == tokenizer_hash(tmp_path / "bf16")
     stored = load_file(str(tmp_path / "ft" / "tokenizer" / "model.safetensors"))
     assert all(

@@ -103,6 +103,22 @@ def _read_metrics(path: str | Path) -> dict:
     return res
 
 
+def training_section(tokenizer_dir: Path) -> str | None:
+    """The body of the ``## Training`` section of ``tokenizer_dir``'s model card, if any."""
+    card = tokenizer_dir / CARD_FILE
+    if not card.is_file():
+        return None
+    body, inside = [], False
+    for line in card.read_text().splitlines():
+        if line.startswith("## "):
+            if inside:
+                break
+            inside = line.strip() == "## Training"
+        elif inside:
+            body.append(line)
+    return "\n".join(body).strip() or None
+
+
 def tokenizer_card(
     cfg: dict, run: dict, res: dict | None, dtype: str, command: str | None, hardware: str | None
 ) -> str:
@@ -124,7 +140,16 @@ def tokenizer_card(
         + (f" on {hardware}" if hardware else ""),
     ]
     init = run.get("init")
-    if init:
+    if init and init.get("stage") == "decoder":
+        lines.append(
+            "- stage 2: the steps above fine-tune the decoder alone against a PatchGAN "
+            "discriminator with feature matching (`unif2ace train tokenizer-decoder`); the "
+            f"encoder and quantiser are those of `{init['init']}` bit for bit, and so are its "
+            "codes (same `tokenizer_hash`)"
+        )
+        if init.get("init_training"):
+            lines += ["", "### Stage 1 (from its card)", "", init["init_training"]]
+    elif init:
         before = (
             f"{init['steps']} steps, {init['train_wall_s'] / 3600:.2f} h"
             if init.get("steps")

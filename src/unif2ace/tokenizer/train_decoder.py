@@ -41,6 +41,7 @@ from .train_image import (
     load_checkpoint,
     lr_at,
     pixel_losses,
+    record_init,
     save_checkpoint,
 )
 
@@ -227,6 +228,8 @@ def train_decoder(
     )
     ckpt = find_checkpoint(out)
     step = 0
+    if ckpt is None:
+        record_init(out, tokenizer_dir, stage="decoder")  # the card names the stage-1 tokenizer
     if ckpt is not None:
         _check_same_encoder(ckpt, base)
         changed = _changed_settings(ckpt, cfg)

@@ -207,12 +207,19 @@ def save_checkpoint(
     shutil.rmtree(old, ignore_errors=True)
 
 
-def record_init(out: Path, init: str | Path) -> None:
+def record_init(out: Path, init: str | Path, stage: str | None = None) -> None:
     """Write ``out/init.json``: the tokenizer a fine-tune started from and, when that is a
-    run's ``tokenizer/`` folder, the steps and wall time of that run (for the model card)."""
-    from .export import run_summary
+    run's ``tokenizer/`` folder, the steps and wall time of that run (for the model card).
+
+    ``stage="decoder"`` marks a stage-2 run (the decoder alone); the ``## Training`` section
+    of ``init``'s own model card, when it has one (a shipped tokenizer), is kept with it, so
+    the new card can say how the codes it inherits were trained."""
+    from .export import run_summary, training_section
 
     info = {"init": str(init), **run_summary(Path(init).parent)}
+    if stage is not None:
+        info["stage"] = stage
+        info["init_training"] = training_section(Path(init))
     tmp = out / "init.json.tmp"
     tmp.write_text(json.dumps(info, indent=2) + "\n")
     tmp.replace(out / "init.json")
