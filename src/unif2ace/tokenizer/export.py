@@ -140,15 +140,17 @@ def tokenizer_card(
         + (f" on {hardware}" if hardware else ""),
     ]
     init = run.get("init")
+    stage1: list[str] = []
     if init and init.get("stage") == "decoder":
+        src = init["init"] if " " in init["init"] else f"`{init['init']}`"
         lines.append(
             "- stage 2: the steps above fine-tune the decoder alone against a PatchGAN "
             "discriminator with feature matching (`unif2ace train tokenizer-decoder`); the "
-            f"encoder and quantiser are those of `{init['init']}` bit for bit, and so are its "
-            "codes (same `tokenizer_hash`)"
+            f"encoder and quantiser are those of {src} bit for bit, and so are its codes "
+            "(same `tokenizer_hash`)"
         )
         if init.get("init_training"):
-            lines += ["", "### Stage 1 (from its card)", "", init["init_training"]]
+            stage1 = ["", "### Stage 1 (from its card)", "", init["init_training"]]
     elif init:
         before = (
             f"{init['steps']} steps, {init['train_wall_s'] / 3600:.2f} h"
@@ -163,6 +165,7 @@ def tokenizer_card(
         lines.append(f"- final losses: {run['final']}")
     if command:
         lines += ["", "```bash", command, "```"]
+    lines += stage1
     if res:
         lines += ["", "## Measured", "", *_metric_lines(res)]
     return "\n".join(lines) + "\n"
