@@ -230,7 +230,7 @@ def train_decoder(
     step = 0
     if ckpt is None:
         record_init(out, tokenizer_dir, stage="decoder")  # the card names the stage-1 tokenizer
-    if ckpt is not None:
+    else:
         _check_same_encoder(ckpt, base)
         changed = _changed_settings(ckpt, cfg)
         if changed:
