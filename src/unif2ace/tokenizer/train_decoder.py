@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from .autoencoder import LFQAutoencoder
 from .images import ImageStream, save_grid
+from .pretokenize import ENCODING_SIDE
 from .regions import region_map, region_weights
 from .train_image import (
     TrainConfig,
@@ -270,8 +271,6 @@ def save_stage2_tokenizer(
     look like another tokenizer to ``data pretokenize`` and ``export --image-tokenizer``."""
     from safetensors import safe_open
 
-    from .pretokenize import ENCODING_SIDE
-
     with safe_open(str(Path(stage1_dir) / "model.safetensors"), framework="pt") as f:
         stored = {k: f.get_slice(k).get_dtype() for k in f.keys() if k.startswith(ENCODING_SIDE)}
     dtypes = {k: _SAFETENSORS_DTYPES[v] for k, v in stored.items()}
@@ -287,7 +286,7 @@ def _check_same_encoder(ckpt: Path, base: LFQAutoencoder) -> None:
 
     saved = load_file(str(ckpt / "model.safetensors"))
     for name, value in base.state_dict().items():
-        if name.startswith(("encoder.", "quantizer.")) and not torch.equal(saved[name], value):
+        if name.startswith(ENCODING_SIDE) and not torch.equal(saved[name], value):
             raise UserError(
                 f"{ckpt} fine-tunes a different tokenizer (its encoder differs from "
                 "--tokenizer's); use a new --out folder"
