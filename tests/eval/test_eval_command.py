@@ -85,6 +85,25 @@ def test_answer_probability_is_the_teacher_forced_probability_of_the_trained_ans
     torch.testing.assert_close(torch.tensor(probs), yes, atol=1e-4, rtol=1e-3)
 
 
+def test_masked_code_nll_is_per_row_and_counts_only_masked_codes(fx):
+    from unif2ace.eval.evaluate import masked_code_nll
+
+    pipe = FacePipeline.from_pretrained(fx["model"])
+    recs = demo_records(3)
+    codes, _ = pipe.encode_images([decode_image(r["image"]) for r in recs])
+    # prompts of different lengths: the short ones are padded in the batch
+    ids = pipe.text_tokenizer.encode_batch(["a man", r"a smiling woman with long red hair", ""])
+    mask = torch.rand(codes.shape[1], generator=torch.Generator().manual_seed(0)) < 0.5
+    nll = masked_code_nll(pipe, codes, ids, mask)
+    assert nll.shape == (3,) and bool((nll > 0).all())
+    alone = torch.cat(
+        [masked_code_nll(pipe, codes[i : i + 1], ids[i : i + 1], mask) for i in range(3)]
+    )
+    torch.testing.assert_close(nll, alone, atol=0.5, rtol=5e-3)  # bf16 autocast
+    none = masked_code_nll(pipe, codes, ids, torch.zeros_like(mask))
+    assert none.tolist() == [0.0, 0.0, 0.0]
+
+
 def test_prompt_gap_is_zero_for_identical_prompts_and_matches_a_reference(fx):
     import torch.nn.functional as F
 

@@ -194,6 +194,38 @@ def vqa_score(pipe, images: list[Image.Image], asked: list[dict], cfg: EvalConfi
 
 
 @torch.no_grad()
+def masked_code_nll(
+    pipe, codes_BN: torch.Tensor, prompt_ids: Sequence[list[int]], mask_N: torch.Tensor
+) -> torch.Tensor:
+    """Negative log-likelihood of the real codes ``codes_BN`` at the masked positions
+    ``mask_N`` (the same for every row; the others are given), each row conditioned on its
+    prompt token ids, through the training forward (bf16 autocast). Returns nll_B: nats per
+    row, summed over its masked positions (fp32)."""
+    import torch.nn.functional as F
+
+    from ..data.sequences import build_t2i, collate
+    from ..vocab import Task
+
+    L, K = pipe.layout, pipe.layout.codebook_size
+    mask = mask_N.to(codes_BN.device).expand_as(codes_BN)
+    ids_in = torch.where(mask, L.mask_id, L.codes_to_ids(codes_BN))
+    batch = collate(
+        [build_t2i(L, q, c) for q, c in zip(prompt_ids, codes_BN.cpu(), strict=True)], L
+    )
+    ids = batch.input_ids_BT.clone().to(pipe.device)
+    img = batch.image_mask_BT.to(pipe.device)
+    ids[img] = ids_in.reshape(-1)
+    task = torch.full((len(prompt_ids),), int(Task.T2I), device=pipe.device)
+    noise = torch.full((len(prompt_ids),), float(mask_N.float().mean()), device=pipe.device)
+    mod = batch.modality_BT.to(pipe.device)
+    with torch.autocast(pipe.device.type, dtype=torch.bfloat16):
+        out = pipe.model(ids, mod, task, noise, router_stats=False)
+    lo = L.image_offset
+    logits = out.logits_BTV[img].view(*codes_BN.shape, -1)[..., lo : lo + K].float()
+    nll = F.cross_entropy(logits.transpose(1, 2), codes_BN, reduction="none")
+    return (nll * mask).sum(1)
+
+
 def prompt_gap(
     pipe, images: Sequence[Image.Image], prompts: Sequence[str], ratio: float = 0.9, seed: int = 0
 ) -> dict:
@@ -202,34 +234,18 @@ def prompt_gap(
     own prompt vs with the next face's prompt (a rotation) vs with an empty one, through the
     training forward (no sampling noise). ``gap`` = CE(other prompt) − CE(own prompt), in nats:
     0 when the model ignores the prompt."""
-    import torch.nn.functional as F
-
-    from ..data.sequences import build_t2i, collate
-    from ..vocab import Task
-
     if len(images) < 2:
         raise UserError("the prompt gap needs at least 2 faces")
-    L, K = pipe.layout, pipe.layout.codebook_size
     codes, _ = pipe.encode_images(list(images))
     g = torch.Generator().manual_seed(seed)
-    mask = (torch.rand(codes.shape[1], generator=g) < ratio).expand_as(codes).to(codes.device)
-    ids_in = torch.where(mask, L.mask_id, L.codes_to_ids(codes))
+    mask = torch.rand(codes.shape[1], generator=g) < ratio
     own = [pipe.text_tokenizer.encode(p)[: pipe.sampling.max_text_len - 3] for p in prompts]
     variants = {"own": own, "other": own[1:] + own[:1], "empty": [[] for _ in own]}
-    ce = {}
-    for name, prs in variants.items():
-        batch = collate([build_t2i(L, q, c) for q, c in zip(prs, codes.cpu(), strict=True)], L)
-        ids = batch.input_ids_BT.clone().to(pipe.device)
-        img = batch.image_mask_BT.to(pipe.device)
-        ids[img] = ids_in.reshape(-1)
-        task = torch.full((len(prs),), int(Task.T2I), device=pipe.device)
-        noise = torch.full((len(prs),), float(mask.float().mean()), device=pipe.device)
-        mod = batch.modality_BT.to(pipe.device)
-        with torch.autocast(pipe.device.type, dtype=torch.bfloat16):
-            out = pipe.model(ids, mod, task, noise, router_stats=False)
-        lo = L.image_offset
-        logits = out.logits_BTV[img].view(*codes.shape, -1)[..., lo : lo + K].float()
-        ce[name] = float(F.cross_entropy(logits[mask], codes[mask]))
+    n_masked = int(mask.sum()) * len(own)
+    ce = {
+        k: float(masked_code_nll(pipe, codes, v, mask).sum()) / n_masked
+        for k, v in variants.items()
+    }
     return {
         "ce_own_prompt": ce["own"],
         "ce_other_prompt": ce["other"],

@@ -1,0 +1,139 @@
+"""Which prompt words the generator listens to: the information one phrase gives about a face.
+
+For each attribute below, the first ``--num`` faces of ``--split`` whose first prompt states it
+(a list item such as "sunglasses", or an adjective such as "smiling") are scored twice through
+the training forward (:func:`unif2ace.eval.evaluate.masked_code_nll`, ``--ratio`` of the
+face's tokenizer codes masked, the same positions for every face): conditioned on the prompt,
+and on the prompt with that phrase deleted ("a smiling lady with long hair" → "a lady with
+long hair"). The difference is what the phrase tells the model about the real face, in nats
+per image (summed over the masked codes): 0 for a word the model ignores, positive for one it
+uses, negative for one that misleads it. A 95 % bootstrap interval over the faces goes with
+each mean.
+
+    python benchmarks/prompt_word_gap.py --data data/ff [--checkpoint MODEL] [--num 48]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import numpy as np
+import torch
+
+from _model_args import load_pipeline, model_data_parser
+from unif2ace.atomic import write_json_atomic
+from unif2ace.data.shards import decode_image, iter_records
+from unif2ace.eval.evaluate import masked_code_nll
+
+# attribute -> (kind, pattern): "adj" deletes a whole-word adjective before the noun,
+# "item" deletes one list item (after "with", or in a comma list) that matches in full.
+PHRASES: dict[str, tuple[str, str]] = {
+    "smile": ("adj", "smiling"),
+    "laugh": ("adj", "laughing"),
+    "frown": ("adj", "frowning"),
+    "glare": ("adj", "glaring"),
+    "mouth_open": ("item", r"mouth open|parted lips|open mouth"),
+    "eyes_closed": ("item", r"eyes closed|closed eyes"),
+    "glasses": ("item", r"sunglasses|eyeglasses"),
+    "hat": ("item", r"a (hat|cap)"),
+    "beard": ("item", r"a [\w -]*beard"),
+    "earrings": ("item", r"(small )?earrings"),
+    "necklace": ("item", r"a necklace"),
+    "lipstick": ("item", r"lipstick"),
+    "freckles": ("item", r"freckles"),
+    "moles": ("item", r"a (mole|beauty mark)"),
+    "eye_color": ("item", r"(?!closed|narrow)[\w-]+( [\w-]+)? eyes"),
+    "skin_tone": ("item", r"[\w-]+ skin"),
+}
+
+
+def _fix_articles(s: str) -> str:
+    s = re.sub(r"\ban (?=[^aeiouAEIOU\W])", "a ", s)
+    return re.sub(r"\ba (?=[aeiouAEIOU])", "an ", s)
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def strip_phrase(prompt: str, kind: str, pattern: str) -> str | None:
+    """``prompt`` without the phrase, or None when the prompt does not state it."""
+    if kind == "adj":
+        out = re.sub(rf"\b{pattern} ", "", prompt, count=1)
+        return None if out == prompt else _fix_articles(out)
+    head, sep, tail = prompt.partition(" with ")
+    if not sep:  # "surprised man, long hair, ..." form: the items follow the first comma
+        head, sep, tail = prompt.partition(", ")
+        if not sep:
+            return None
+        items = tail.split(", ")
+        keep = [x for x in items if not re.fullmatch(pattern, x)]
+        if len(keep) == len(items):
+            return None
+        return head + (", " + ", ".join(keep) if keep else "")
+    last, _, final = tail.rpartition(" and ")
+    items = (last.split(", ") if last else []) + [final]
+    keep = [x for x in items if not re.fullmatch(pattern, x)]
+    if len(keep) == len(items):
+        return None
+    return head + (" with " + _join(keep) if keep else "")
+
+
+def bootstrap(x: np.ndarray, n: int = 2000, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (n, len(x)))].mean(1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def main() -> None:
+    ap = model_data_parser(__doc__, num=48)
+    ap.add_argument("--scan", type=int, default=3000, help="records searched for each phrase")
+    ap.add_argument("--ratio", type=float, default=0.9, help="share of the codes masked")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    t0 = time.time()
+    pipe = load_pipeline(args)
+    found: dict[str, list[tuple[str, str, bytes]]] = {a: [] for a in PHRASES}
+    for i, r in enumerate(iter_records(args.data, args.split, ["image", "prompts"])):
+        if i >= args.scan or all(len(v) >= args.num for v in found.values()):
+            break
+        p = r["prompts"][0]
+        for attr, (kind, pat) in PHRASES.items():
+            q = strip_phrase(p, kind, pat)
+            if q is not None and len(found[attr]) < args.num:
+                found[attr].append((p, q, r["image"]))
+    gen = torch.Generator().manual_seed(args.seed)
+    mask = torch.rand(pipe.num_image_tokens, generator=gen) < args.ratio
+    cut = pipe.sampling.max_text_len - 3
+    out = {"split": args.split, "ratio": args.ratio, "masked_codes": int(mask.sum()), "gap": {}}
+    for attr, rows in found.items():
+        if len(rows) < 2:
+            print(json.dumps({"attribute": attr, "faces": len(rows), "skipped": True}))
+            continue
+        gaps = []
+        for s in range(0, len(rows), args.batch_size):
+            chunk = rows[s : s + args.batch_size]
+            with torch.no_grad():
+                codes, _ = pipe.encode_images([decode_image(im) for _, _, im in chunk])
+                ids = {k: [t[:cut] for t in pipe.text_tokenizer.encode_batch(
+                    [row[k] for row in chunk])] for k in (0, 1)}  # fmt: skip
+                full = masked_code_nll(pipe, codes, ids[0], mask)
+                stripped = masked_code_nll(pipe, codes, ids[1], mask)
+            gaps += (stripped - full).tolist()
+        g = np.asarray(gaps)
+        res = {"faces": len(g), "nats_per_image": float(g.mean()), "ci95": bootstrap(g),
+               "example": [rows[0][0], rows[0][1]]}  # fmt: skip
+        out["gap"][attr] = res
+        lo, hi = res["ci95"]
+        line = f"{attr:12s} {len(g):3d} faces  gap {g.mean():+7.2f} nats/image"
+        print(f"{line}  [{lo:+.2f}, {hi:+.2f}]", flush=True)
+    out["seconds"] = round(time.time() - t0, 1)
+    if args.json:
+        write_json_atomic(args.json, out, sort_keys=False)
+
+
+if __name__ == "__main__":
+    main()
