@@ -92,7 +92,7 @@ def test_masked_code_nll_is_per_row_and_counts_only_masked_codes(fx):
     recs = demo_records(3)
     codes, _ = pipe.encode_images([decode_image(r["image"]) for r in recs])
     # prompts of different lengths: the short ones are padded in the batch
-    ids = pipe.text_tokenizer.encode_batch(["a man", r"a smiling woman with long red hair", ""])
+    ids = pipe.text_tokenizer.encode_batch(["a man", "a smiling woman with long red hair", ""])
     mask = torch.rand(codes.shape[1], generator=torch.Generator().manual_seed(0)) < 0.5
     nll = masked_code_nll(pipe, codes, ids, mask)
     assert nll.shape == (3,) and bool((nll > 0).all())
