@@ -26,6 +26,7 @@ from _model_args import load_pipeline, model_data_parser
 from unif2ace.atomic import write_json_atomic
 from unif2ace.data.shards import decode_image, iter_records
 from unif2ace.eval.evaluate import masked_code_nll
+from unif2ace.eval.metrics.stats import bootstrap_ci
 
 # attribute -> (kind, pattern): "adj" deletes a whole-word adjective before the noun,
 # "item" deletes one list item (after "with", or in a comma list) that matches in full.
@@ -81,12 +82,6 @@ def strip_phrase(prompt: str, kind: str, pattern: str) -> str | None:
     return head + (" with " + _join(keep) if keep else "")
 
 
-def bootstrap(x: np.ndarray, n: int = 2000, seed: int = 0) -> list[float]:
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), (n, len(x)))].mean(1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
 def main() -> None:
     ap = model_data_parser(__doc__, num=48)
     ap.add_argument("--scan", type=int, default=3000, help="records searched for each phrase")
@@ -124,7 +119,8 @@ def main() -> None:
                 stripped = masked_code_nll(pipe, codes, ids[1], mask)
             gaps += (stripped - full).tolist()
         g = np.asarray(gaps)
-        res = {"faces": len(g), "nats_per_image": float(g.mean()), "ci95": bootstrap(g),
+        ci = bootstrap_ci(lambda idx, g=g: g[idx].mean(1), len(g))
+        res = {"faces": len(g), "nats_per_image": float(g.mean()), "ci95": ci,
                "example": [rows[0][0], rows[0][1]]}  # fmt: skip
         out["gap"][attr] = res
         lo, hi = res["ci95"]
