@@ -187,6 +187,41 @@ def test_prompt_dropout_rate_and_task_mix_follow_the_config(fx):
     assert a == b
 
 
+def test_t2i_caption_share_of_generation_rows_is_worded_by_the_caption(fx):
+    from unif2ace.data.sequences import decode_sequence
+
+    rec = _record(fx)
+    n = 400
+
+    def texts(p: float) -> tuple[list[list[int]], object]:
+        cfg = _cfg(fx, "data.t2i=1", "data.caption=0", "data.vqa=0", "data.prompt_dropout=0",
+                   f"data.t2i_caption={p}")  # fmt: skip
+        cfg.data.max_text_len = 1000
+        layout, tok, _, codes = prepare(cfg)
+        rows = [
+            record_to_sequence(
+                cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(0, 0, i)
+            )[1]
+            for i in range(n)
+        ]
+        return [decode_sequence(layout, r.ids).text_ids for r in rows], tok
+
+    never, tok = texts(0.0)
+    always, _ = texts(1.0)
+    half, _ = texts(0.5)
+    caption = tok.encode(rec["caption"])
+    prompts = [tok.encode(x) for x in rec["prompts"]]
+    assert caption not in prompts
+    assert all(t in prompts for t in never) and len({tuple(t) for t in never}) == len(prompts)
+    assert all(t == caption for t in always)
+    worded = [t == caption for t in half]
+    assert abs(sum(worded) / n - 0.5) < 4 * math.sqrt(0.25 / n)
+    # the prompt is drawn first: a row that keeps a prompt keeps the one p = 0 drew
+    assert all(h == z for h, z, c in zip(half, never, worded, strict=True) if not c)
+    with pytest.raises(UserError, match="t2i_caption"):
+        _cfg(fx, "data.t2i_caption=1.5").data.task_probs()
+
+
 def _qa(attr: str, answer: str) -> dict:
     return {"question": f"Q {attr}?", "answer": answer, "kind": "yes_no", "attribute": attr}
 

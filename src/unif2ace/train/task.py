@@ -108,6 +108,12 @@ class DataConfig:
     # per example (the single-turn layout inference uses). With vqa_balance the turns are
     # drawn by its weights without replacement, so it balances only below the pairs per record.
     vqa_turns: int = 1
+    # Share of generation rows whose text is the record's caption instead of one of its
+    # prompts. A FaceForge caption words every visible attribute; a prompt names a few (a
+    # hat is in about a quarter of the prompts of the faces wearing one), so the words for
+    # local attributes reach the generator far more often (docs/training.md, "What the
+    # generator listens to"). 0 draws exactly what earlier runs drew.
+    t2i_caption: float = 0.0
 
     def task_probs(self) -> np.ndarray:
         p = np.array([self.t2i, self.caption, self.vqa], dtype=np.float64)
@@ -119,6 +125,8 @@ class DataConfig:
             raise UserError(f"data.vqa_turns must be >= 1, got {self.vqa_turns}")
         if not 0.0 <= self.encoder_dropout <= 1.0:
             raise UserError(f"data.encoder_dropout must be in [0, 1], got {self.encoder_dropout}")
+        if not 0.0 <= self.t2i_caption <= 1.0:
+            raise UserError(f"data.t2i_caption must be in [0, 1], got {self.t2i_caption}")
         return p / p.sum()
 
 
@@ -241,6 +249,10 @@ def record_to_sequence(
     if task == "t2i":
         texts = [p for p in (record.get("prompts") or []) if p] or [record.get("caption") or ""]
         text = texts[int(torch.randint(len(texts), (), generator=g))]
+        # drawn only when asked for, so that t2i_caption = 0 leaves the random stream as it was
+        if cfg.t2i_caption > 0 and record.get("caption"):
+            if float(torch.rand((), generator=g)) < cfg.t2i_caption:
+                text = record["caption"]
         prompt = tokenizer.encode(text)[: max(cfg.max_text_len - 3, 0)]
         return task, build_t2i_with_dropout(layout, prompt, codes, cfg.prompt_dropout, g)
     vqa = record.get("vqa") or []
