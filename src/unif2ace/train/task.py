@@ -110,7 +110,7 @@ class DataConfig:
     vqa_turns: int = 1
     # Share of generation rows whose text is the record's caption instead of one of its
     # prompts. A FaceForge caption words every visible attribute; a prompt names a few (a
-    # hat is in about a quarter of the prompts of the faces wearing one), so the words for
+    # hat is in 43 % of the prompts of the faces wearing one), so the words for
     # local attributes reach the generator far more often (docs/training.md, "What the
     # generator listens to"). 0 draws exactly what earlier runs drew.
     t2i_caption: float = 0.0
