@@ -23,6 +23,7 @@ import json
 import re
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -89,7 +90,10 @@ def strip_phrase(prompt: str, kind: str, pattern: str) -> str | None:
 
 def compare(before_path: str, after_path: str) -> dict:
     """Paired differences (after − before) of two runs' per-face gaps, per attribute."""
-    a, b = (json.load(open(p)) for p in (before_path, after_path))
+    try:
+        a, b = (json.loads(Path(p).read_text()) for p in (before_path, after_path))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--compare: cannot read a word-gap JSON: {e}") from None
     same = ("split", "ratio", "seed", "masked_codes")
     if any(a.get(k) != b.get(k) for k in same):
         raise SystemExit(f"--compare: the two files differ in {same}; score both the same way")
