@@ -94,6 +94,8 @@ def compare(before_path: str, after_path: str) -> dict:
         a, b = (json.loads(Path(p).read_text()) for p in (before_path, after_path))
     except (OSError, ValueError) as e:
         raise SystemExit(f"--compare: cannot read a word-gap JSON: {e}") from None
+    if "seed" not in a or "seed" not in b:
+        raise SystemExit("--compare: a file has no per-face gaps (written before 2026-12-07)")
     same = ("split", "ratio", "seed", "masked_codes")
     if any(a.get(k) != b.get(k) for k in same):
         raise SystemExit(f"--compare: the two files differ in {same}; score both the same way")
