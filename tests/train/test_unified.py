@@ -272,6 +272,65 @@ def test_vqa_balance_config_draws_the_rarer_answer_more_often(fx):
     assert data.vqa_balance is not None and data.vqa_balance.weight
 
 
+def test_vqa_balance_by_loss_weighs_each_answer_instead_of_drawing(fx):
+    cfg = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1", "data.vqa_turns=2",
+               "data.vqa_balance=1", "data.vqa_balance_by=loss")  # fmt: skip
+    layout, tok, _, codes = prepare(cfg)
+    rec = {"id": _record(fx)["id"], "vqa": [_qa("moles", "Yes"), _qa("hat", "No")]}
+    bal = VQABalance({("moles", "yes"): 1, ("moles", "no"): 9, ("hat", "no"): 5}, alpha=1.0)
+    seqs = []
+    for i in range(4):
+        _, seq = record_to_sequence(
+            cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(0, 0, i), bal
+        )
+        _, plain = record_to_sequence(
+            cfg.data, layout, tok, rec, codes[rec["id"]], record_generator(0, 0, i), None
+        )
+        assert seq.ids == plain.ids and plain.loss_weight is None  # drawn as without balance
+        # every target of the "Yes" turn weighs 5 (the cap), of the "No" turn 1; others 1
+        eos = [k for k, t in enumerate(seq.ids) if t == layout.eos_id]
+        yes_first = seq.ids[eos[0] - len(tok.encode(" Yes")) : eos[0]] == tok.encode(" Yes")
+        first, second = (5.0, 1.0) if yes_first else (1.0, 5.0)
+        for k, (m, w) in enumerate(zip(seq.loss_mask, seq.loss_weight, strict=True)):
+            want = (first if k <= eos[0] else second) if m else 1.0
+            assert w == want, (k, m, w)
+        seqs.append(seq)
+    b = collate(seqs + [build_mmu(layout, codes[rec["id"]], [5], [6, 7])], layout, pad_to=300)
+    pad = b.modality_BT == int(Modality.PAD)
+    assert (b.loss_weight_BT[pad] == 0).all() and (b.loss_weight_BT[-1][~pad[-1]] == 1).all()
+    # the batches carry the weights; the loss is linear in them (turn by turn)
+    data = MixedTaskData(cfg.data, layout, tok, codes, 4, 0)
+    batch = next(iter(data(0, 0)))
+    w_BT = batch["loss_weight_BT"]
+    tgt = batch["loss_mask_BT"]
+    real = batch["modality_BT"] != int(Modality.PAD)
+    assert w_BT[tgt].ne(1.0).any() and (w_BT[~tgt & real] == 1).all()
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = build_model(cfg.model, layout)
+    loss_cfg = replace(cfg.loss, w_t2i=0.0, balance=0.0, seq_balance=0.0)
+
+    def loss(weight_BT):
+        with torch.no_grad():
+            return unified_loss(model, {**batch, "loss_weight_BT": weight_BT}, layout, loss_cfg)
+
+    first_turn = torch.zeros_like(tgt)
+    for i in range(len(tgt)):
+        row = batch["ids_BT"][i].tolist()
+        first_turn[i, : row.index(layout.eos_id) + 1] = True
+    a, c = torch.where(first_turn, w_BT, 0.0), torch.where(first_turn, 0.0, w_BT)
+    torch.testing.assert_close(loss(w_BT).loss, loss(a).loss + loss(c).loss)
+    ones = loss(torch.ones_like(w_BT))
+    unweighted = unified_loss(model, {k: v for k, v in batch.items() if k != "loss_weight_BT"},
+                              layout, loss_cfg)  # fmt: skip
+    torch.testing.assert_close(ones.loss, unweighted.loss.detach())
+    assert loss(w_BT).metrics["mmu"] == ones.metrics["mmu"]  # logged unweighted
+    assert not torch.isclose(loss(w_BT).loss, ones.loss)
+    with pytest.raises(UserError, match="vqa_balance_by"):
+        _cfg(fx, "data.vqa_balance_by=draw").data.task_probs()
+
+
 def test_vqa_turns_make_one_conversation_whose_first_turn_is_the_single_layout(fx):
     cfg = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1", "data.vqa_turns=3")
     cfg.data.max_text_len = 1000

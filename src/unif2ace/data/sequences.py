@@ -20,6 +20,8 @@ Per position a sequence carries:
   token at ``t``, so a text loss uses ``loss_mask_BT[:, 1:]`` against ``logits_BTV[:, :-1]``.
   Padding is never a target.
 * ``image_mask``: positions holding image codes (what the diffusion may replace by [MASK]).
+* ``loss_weight`` (optional): a weight per position for its target's loss (1 where absent);
+  a conversation gives each answer's tokens its turn's weight (answer balancing by loss).
 
 Generation prompts can be left-padded to a fixed ``text_len`` (Show-o does the same) so the
 image block sits at the same positions in every sequence — which lets the conditional and
@@ -59,6 +61,7 @@ class TokenSequence:
     image_mask: list[bool]
     task: Task
     prompt_dropped: bool = False
+    loss_weight: list[float] | None = None  # per position; None: every target weighs 1
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -72,6 +75,8 @@ class SequenceBatch:
         input_ids_BT: vocabulary ids (int64).
         modality_BT: :class:`Modality` ids (int64), PAD on padding.
         loss_mask_BT: target positions (bool); never True on padding.
+        loss_weight_BT: weight of each position's target loss (float32; 1 where a sequence
+            gives none, 0 on padding).
         image_mask_BT: image-code positions (bool).
         position_ids_BT: 0-based positions counting only non-pad tokens (int64; 0 on pads).
         task_B: :class:`Task` ids (int64).
@@ -82,6 +87,7 @@ class SequenceBatch:
     input_ids_BT: torch.Tensor
     modality_BT: torch.Tensor
     loss_mask_BT: torch.Tensor
+    loss_weight_BT: torch.Tensor
     image_mask_BT: torch.Tensor
     position_ids_BT: torch.Tensor
     task_B: torch.Tensor
@@ -193,6 +199,7 @@ def build_mmu_turns(
     codes: torch.Tensor | Sequence[int],
     turns: Sequence[tuple[Sequence[int], Sequence[int]]],
     max_text_len: int | None = None,
+    weights: Sequence[float] | None = None,
 ) -> TokenSequence:
     """A conversation about one image (LLaVA-style multi-turn VQA)::
 
@@ -202,12 +209,17 @@ def build_mmu_turns(
     the first turn is exactly :func:`build_mmu`'s single-turn layout (what inference asks).
     ``max_text_len`` caps the text after ``<|eoi|>``: turns that do not fit are dropped, and
     a first turn longer than the cap is truncated (answer first, then question).
+    ``weights`` (one per turn) weigh each answer's target tokens in the loss
+    (``loss_weight``); None leaves every target at 1.
     """
     if not turns:
         raise UserError("a conversation needs at least one (question, answer) turn")
+    if weights is not None and len(weights) != len(turns):
+        raise UserError(f"{len(weights)} loss weights for {len(turns)} turns")
     image = _image_ids(layout, codes, None)
     ids = [layout.mmu_id, layout.soi_id, *image, layout.eoi_id]
     loss = [False] * len(ids)
+    weight = [1.0] * len(ids)
     used = 0
     for k, (question_ids, answer_ids) in enumerate(turns):
         q = _text(layout, question_ids, "question")
@@ -221,13 +233,17 @@ def build_mmu_turns(
                 break
         ids += [layout.bos_id, *q, *a, layout.eos_id]
         loss += [False] * (1 + len(q)) + [True] * (len(a) + 1)
+        w = 1.0 if weights is None else float(weights[k])
+        weight += [1.0] * (1 + len(q)) + [w] * (len(a) + 1)
         used += len(q) + len(a) + 2
     n_i = len(image)
     modality = (
         [int(Modality.TEXT)] * 2 + [int(Modality.IMAGE)] * n_i + [int(Modality.TEXT)] * (used + 1)
     )
     image_mask = [False, False] + [True] * n_i + [False] * (used + 1)
-    return TokenSequence(ids, modality, loss, image_mask, Task.MMU)
+    return TokenSequence(
+        ids, modality, loss, image_mask, Task.MMU, loss_weight=None if weights is None else weight
+    )
 
 
 def build_caption(
@@ -282,6 +298,7 @@ def collate(
     ids = torch.full((b, t), layout.pad_id, dtype=torch.long)
     modality = torch.full((b, t), int(Modality.PAD), dtype=torch.long)
     loss = torch.zeros((b, t), dtype=torch.bool)
+    weight = torch.ones((b, t), dtype=torch.float32)
     image = torch.zeros((b, t), dtype=torch.bool)
     for i, s in enumerate(seqs):
         n = len(s)
@@ -289,13 +306,17 @@ def collate(
         modality[i, :n] = torch.tensor(s.modality)
         loss[i, :n] = torch.tensor(s.loss_mask)
         image[i, :n] = torch.tensor(s.image_mask)
+        if s.loss_weight is not None:
+            weight[i, :n] = torch.tensor(s.loss_weight, dtype=torch.float32)
     real = modality != int(Modality.PAD)
     loss &= real  # padding is never a target, whatever a builder said
+    weight *= real
     positions = (real.long().cumsum(dim=1) - 1).clamp(min=0) * real.long()
     return SequenceBatch(
         input_ids_BT=ids,
         modality_BT=modality,
         loss_mask_BT=loss,
+        loss_weight_BT=weight,
         image_mask_BT=image,
         position_ids_BT=positions,
         task_B=torch.tensor([int(s.task) for s in seqs], dtype=torch.long),

@@ -29,7 +29,6 @@ from ..data.sequences import (
     CAPTION_INSTRUCTION,
     TokenSequence,
     build_caption,
-    build_mmu,
     build_mmu_turns,
     build_t2i_with_dropout,
     collate,
@@ -103,6 +102,12 @@ class DataConfig:
     # al. 2017: a model cannot score by answering "No" without looking). Between: the power
     # of those weights. See VQABalance.
     vqa_balance: float = 0.0
+    # How vqa_balance acts. "sample": it picks which pairs are asked (acts only when a record
+    # has more pairs than vqa_turns). "loss": pairs are picked uniformly and each answer's
+    # cross-entropy (its tokens and closing eos) is multiplied by its pair's weight, so it
+    # balances every question's answers however many turns a row asks (a question's weights
+    # average 1 over its pairs before clipping, so the VQA loss keeps its scale).
+    vqa_balance_by: str = "sample"
     # VQA pairs of one record per VQA example, as the turns of one conversation about the
     # image (build_mmu_turns): the image is read once for up to this many answers. 1: one pair
     # per example (the single-turn layout inference uses). With vqa_balance the turns are
@@ -121,6 +126,10 @@ class DataConfig:
             raise UserError(f"data.t2i/caption/vqa must be >= 0 with a positive sum, got {p}")
         if not 0.0 <= self.vqa_balance <= 1.0:
             raise UserError(f"data.vqa_balance must be in [0, 1], got {self.vqa_balance}")
+        if self.vqa_balance_by not in ("sample", "loss"):
+            raise UserError(
+                f"data.vqa_balance_by must be 'sample' or 'loss', got {self.vqa_balance_by!r}"
+            )
         if self.vqa_turns < 1:
             raise UserError(f"data.vqa_turns must be >= 1, got {self.vqa_turns}")
         if not 0.0 <= self.encoder_dropout <= 1.0:
@@ -242,7 +251,8 @@ def record_to_sequence(
 ) -> tuple[str, TokenSequence]:
     """One record as a generation, captioning or VQA example: (the task of :data:`TASKS` it
     became, its sequence). The task is drawn from ``g`` (a VQA draw on a record without VQA
-    pairs becomes a caption); the VQA pair uniformly, or by ``vqa_balance``'s weights;
+    pairs becomes a caption); the VQA pair uniformly, or by ``vqa_balance``'s weights
+    (``cfg.vqa_balance_by == "loss"``: uniformly, the weights going on the answers' loss);
     ``cfg.vqa_turns`` pairs as one conversation."""
     probs = torch.as_tensor(cfg.task_probs())
     task = TASKS[int(torch.multinomial(probs, 1, generator=g))]
@@ -260,20 +270,21 @@ def record_to_sequence(
         caption = tokenizer.encode(record.get("caption") or "")
         instruction = tokenizer.encode(CAPTION_INSTRUCTION)
         return "caption", build_caption(layout, codes, caption, instruction, cfg.max_text_len)
+    by_loss = vqa_balance is not None and cfg.vqa_balance_by == "loss"
+    sampler = None if by_loss else vqa_balance
     if cfg.vqa_turns > 1:
-        w = vqa_balance.weights(vqa) if vqa_balance is not None else torch.ones(len(vqa))
+        w = sampler.weights(vqa) if sampler is not None else torch.ones(len(vqa))
         picked = torch.multinomial(w, min(cfg.vqa_turns, len(vqa)), generator=g).tolist()
-        turns = [
-            (tokenizer.encode(vqa[i]["question"]), encode_answer(tokenizer, vqa[i]["answer"]))
-            for i in picked
-        ]
-        return task, build_mmu_turns(layout, codes, turns, cfg.max_text_len)
-    if vqa_balance is None:
-        qa = vqa[int(torch.randint(len(vqa), (), generator=g))]
+    elif sampler is None:
+        picked = [int(torch.randint(len(vqa), (), generator=g))]
     else:
-        qa = vqa[int(torch.multinomial(vqa_balance.weights(vqa), 1, generator=g))]
-    q, a = tokenizer.encode(qa["question"]), encode_answer(tokenizer, qa["answer"])
-    return task, build_mmu(layout, codes, q, a, cfg.max_text_len)
+        picked = [int(torch.multinomial(sampler.weights(vqa), 1, generator=g))]
+    turns = [
+        (tokenizer.encode(vqa[i]["question"]), encode_answer(tokenizer, vqa[i]["answer"]))
+        for i in picked
+    ]
+    weights = vqa_balance.weights([vqa[i] for i in picked]).tolist() if by_loss else None
+    return task, build_mmu_turns(layout, codes, turns, cfg.max_text_len, weights)
 
 
 def encoder_image(png: bytes, resolution: int) -> torch.Tensor:
@@ -289,8 +300,9 @@ class MixedTaskData:
     Records come from a :class:`~unif2ace.data.dataset.FaceShardDataset` (seeded block
     shuffle per epoch, split over ranks); codes from the pretokenised cache. A batch is a dict:
     ``ids_BT, modality_BT, loss_mask_BT, image_mask_BT, task_B, prompt_dropped_B``,
-    ``noise_seed`` (int64 scalar) and, with ``encoder_images``, ``images_BCHW`` (zeros on
-    generation rows, which do not use the encoders).
+    ``noise_seed`` (int64 scalar), with ``encoder_images`` ``images_BCHW`` (zeros on
+    generation rows, which do not use the encoders), and with answers balanced by loss
+    (``vqa_balance_by="loss"``) ``loss_weight_BT``.
     """
 
     def __init__(
@@ -371,6 +383,8 @@ class MixedTaskData:
         }
         if images:
             batch["images_BCHW"] = torch.stack(images)
+        if self.vqa_balance is not None and self.cfg.vqa_balance_by == "loss":
+            batch["loss_weight_BT"] = b.loss_weight_BT
         return batch
 
 
@@ -521,20 +535,23 @@ def unified_loss(model, batch: dict, layout: VocabLayout, cfg: LossConfig) -> Un
         target = batch["ids_BT"][:, 1:][tgt_BT]
         ce = F.cross_entropy(pred, target, reduction="none")
         mmu = ce.mean()
-        metrics.update(mmu=float(mmu.detach()))
+        metrics.update(mmu=float(mmu.detach()))  # logged unweighted, comparable across runs
+        weight = None
+        if "loss_weight_BT" in batch:  # answers balanced by loss (data.vqa_balance_by)
+            weight = batch["loss_weight_BT"][:, 1:][tgt_BT].to(ce.dtype)
         kind_B = batch.get("kind_B")
         if kind_B is not None:  # per-token weights by the row's task; metrics per task
             kind = kind_B[:, None].expand_as(tgt_BT)[tgt_BT]
             w = {"caption": cfg.w_caption, "vqa": cfg.w_vqa}
-            if any(v != 1.0 for v in w.values()):
-                weight = torch.ones_like(ce)
-                for name, v in w.items():
-                    weight = weight.masked_fill(kind == TASKS.index(name), v)
-                mmu = (weight * ce).sum() / ce.numel()
-            for name in w:
+            for name, v in w.items():
                 sel = kind == TASKS.index(name)
+                if v != 1.0:
+                    weight = torch.ones_like(ce) if weight is None else weight
+                    weight = weight * torch.where(sel, v, 1.0)
                 if bool(sel.any()):
                     metrics[f"mmu_{name}"] = float(ce.detach()[sel].mean())
+        if weight is not None:
+            mmu = (weight * ce).sum() / ce.numel()
         total = total + cfg.w_mmu * mmu
         with torch.no_grad():
             acc = (pred.argmax(-1) == target).float().mean()
