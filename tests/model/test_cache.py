@@ -170,6 +170,16 @@ def test_questions_about_one_image_share_its_prefix(tiny_model, layout):
     one = answer_logprob(tiny_model, layout, codes, questions, answers, feats, image_index=index)
     per_row = answer_logprob(tiny_model, layout, codes[index], questions, answers, rep)
     torch.testing.assert_close(one, per_row, rtol=1e-4, atol=1e-4)
+    # rows about some of the images only: only theirs run, the answers are the same
+    seen.clear()
+    hook = tiny_model.embed_tokens.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    try:
+        some = answer_logprob(tiny_model, layout, codes, questions[1::3], answers[1::3], feats,
+                              image_index=[1, 1])  # fmt: skip
+    finally:
+        hook.remove()
+    assert seen[0][0] == 1  # one prefix row: image 1
+    torch.testing.assert_close(some, one[1::3], rtol=1e-4, atol=1e-4)
 
 
 def test_layer_cache_select_keeps_feature_entries_of_selected_rows_only():

@@ -89,8 +89,16 @@ def sample_next(
 def _shared_prefix_forward(model, layout, codes, encoder_feats, index, texts, **kw):
     """Each image's ``<|mmu|> <|soi|> image <|eoi|>`` once into a cache, the cache copied to
     the rows (row b continues image ``index[b]``), then every row's ``bos text`` (left-padded;
-    pads are invisible and skip rotary positions). Returns (output of the text forward, its
-    ids_BT, task_B, the rows' cache)."""
+    pads are invisible and skip rotary positions). Only the images some row asks about are
+    run. Returns (output of the text forward, its ids_BT, task_B, the rows' cache)."""
+    used = sorted(set(index))
+    if len(used) < len(codes):  # a slice of the rows about many images: run only theirs
+        codes = [codes[i] for i in used]
+        if encoder_feats is not None:
+            sel = torch.tensor(used, device=next(iter(encoder_feats.values())).device)
+            encoder_feats = {k: v.index_select(0, sel) for k, v in encoder_feats.items()}
+        where = {i: k for k, i in enumerate(used)}
+        index = [where[i] for i in index]
     cache = ModelCache.empty(len(model.layers))
     ids, mod, task = mmu_batch(model, layout, codes, [None] * len(codes))
     pre = dict(kw, last_only=True)
