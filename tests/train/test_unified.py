@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -329,6 +330,65 @@ def test_vqa_balance_by_loss_weighs_each_answer_instead_of_drawing(fx):
     assert not torch.isclose(loss(w_BT).loss, ones.loss)
     with pytest.raises(UserError, match="vqa_balance_by"):
         _cfg(fx, "data.vqa_balance_by=draw").data.task_probs()
+
+
+def test_vqa_pool_asks_fresh_pairs_from_the_labels_on_every_visit(fx):
+    from unif2ace.data.faceforge.vqa import make_vqa
+    from unif2ace.data.shards import labels_of
+    from unif2ace.train.task import fresh_vqa, pool_rng
+
+    cfg = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1", "data.vqa_turns=4",
+               "data.vqa_pool=24")  # fmt: skip
+    cfg.data.max_text_len = 1000
+    layout, tok, _, codes = prepare(cfg)
+    rec = next(iter_records(fx["data"], "train", ["id", "vqa", "attributes"]))
+
+    def turns(seq) -> list[list[int]]:
+        text = seq.ids[seq.ids.index(layout.eoi_id) + 1 :]
+        out, cur = [], []
+        for t in text:
+            if t == layout.eos_id:
+                out.append(cur[1:])
+                cur = []
+            else:
+                cur.append(t)
+        return out
+
+    asked = set()
+    for i in range(6):
+        _, seq = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]],
+                                    record_generator(0, 0, i))  # fmt: skip
+        g = record_generator(0, 0, i)
+        torch.multinomial(torch.as_tensor(cfg.data.task_probs()), 1, generator=g)  # the task
+        pool = make_vqa(labels_of(rec), pool_rng(g), n=24)  # what the row drew
+        pairs = [tok.encode(q["question"]) + encode_answer(tok, q["answer"]) for q in pool]
+        got = turns(seq)
+        assert len(got) == 4 and all(t in pairs for t in got)  # 4 turns of this visit's pool
+        asked.update(map(tuple, got))
+        again = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]],
+                                   record_generator(0, 0, i))[1]  # fmt: skip
+        assert again.ids == seq.ids  # seeded by the row
+    stored = {tuple(tok.encode(q["question"]) + encode_answer(tok, q["answer"]))
+              for q in rec["vqa"]}  # fmt: skip
+    assert len(asked - stored) > 4  # visits ask beyond the 8 stored pairs
+    assert len(fresh_vqa(rec, 24, np.random.default_rng(0))) >= 20
+    # 0 draws exactly the stored pairs, as before the field existed
+    cfg0 = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1", "data.vqa_turns=4")
+    cfg0.data.max_text_len = 1000
+    _, seq0 = record_to_sequence(cfg0.data, layout, tok, rec, codes[rec["id"]],
+                                 record_generator(0, 0, 0))  # fmt: skip
+    assert all(tuple(t) in stored for t in turns(seq0))
+    with pytest.raises(UserError, match="labels"):
+        fresh_vqa({"id": "x", "vqa": []}, 8, np.random.default_rng(0))
+    with pytest.raises(UserError, match="vqa_pool"):
+        _cfg(fx, "data.vqa_pool=-1").data.task_probs()
+    # the balance counts the pools' answers, and the batches build
+    bal_cfg = _cfg(fx, "data.vqa_pool=24", "data.vqa_balance=1", "data.vqa_turns=4")
+    data = MixedTaskData(bal_cfg.data, layout, tok, codes, 2, 0)
+    stored_classes = VQABalance.from_records(iter_records(fx["data"], "train", ["vqa"])).weight
+    assert data.vqa_balance is not None
+    assert len(data.vqa_balance.weight) > len(stored_classes)  # pools hold more answer classes
+    assert next(iter(data(0, 0)))["ids_BT"].shape[0] == 2
 
 
 def test_vqa_turns_make_one_conversation_whose_first_turn_is_the_single_layout(fx):

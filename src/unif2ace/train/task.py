@@ -113,6 +113,13 @@ class DataConfig:
     # per example (the single-turn layout inference uses). With vqa_balance the turns are
     # drawn by its weights without replacement, so it balances only below the pairs per record.
     vqa_turns: int = 1
+    # Fresh VQA pairs on every visit (FaceForge records, which carry their labels). 0: the
+    # record's stored pairs (~8, fixed at build time). N > 0: each VQA row writes N pairs
+    # from the face's labels with FaceForge's own generator (data.faceforge.vqa.make_vqa,
+    # seeded by the row's generator) and asks vqa_turns of them, drawn by vqa_balance's
+    # weights when set — a pool large enough for the balance to draw rare answers (a hat's
+    # "Yes") far more often than the stored 8 pairs can.
+    vqa_pool: int = 0
     # Share of generation rows whose text is the record's caption instead of one of its
     # prompts. A FaceForge caption words every visible attribute; a prompt names a few (a
     # hat is in 43 % of the prompts of the faces wearing one), so the words for
@@ -132,6 +139,8 @@ class DataConfig:
             )
         if self.vqa_turns < 1:
             raise UserError(f"data.vqa_turns must be >= 1, got {self.vqa_turns}")
+        if self.vqa_pool < 0:
+            raise UserError(f"data.vqa_pool must be >= 0, got {self.vqa_pool}")
         if not 0.0 <= self.encoder_dropout <= 1.0:
             raise UserError(f"data.encoder_dropout must be in [0, 1], got {self.encoder_dropout}")
         if not 0.0 <= self.t2i_caption <= 1.0:
@@ -240,6 +249,25 @@ class VQABalance:
         return torch.tensor([self.weight.get(self.key(qa), 1.0) for qa in vqa], dtype=torch.float64)
 
 
+def fresh_vqa(record: dict, n: int, rng: np.random.Generator) -> list[dict]:
+    """``n`` VQA pairs about a FaceForge record's face, from its labels (``data.vqa_pool``)."""
+    from ..data.faceforge.vqa import make_vqa
+    from ..data.shards import labels_of
+
+    labels = labels_of(record) if record.get("attributes") else {}
+    if not labels:
+        raise UserError(
+            f"data.vqa_pool needs records with attribute labels (FaceForge); "
+            f"{record.get('id', 'a record')!r} has none"
+        )
+    return make_vqa(labels, rng, n=n)
+
+
+def pool_rng(g: torch.Generator) -> np.random.Generator:
+    """The numpy generator of one row's fresh VQA pool, drawn from the row's generator."""
+    return np.random.default_rng(int(torch.randint(2**62, (), generator=g)))
+
+
 def record_to_sequence(
     cfg: DataConfig,
     layout: VocabLayout,
@@ -266,6 +294,8 @@ def record_to_sequence(
         prompt = tokenizer.encode(text)[: max(cfg.max_text_len - 3, 0)]
         return task, build_t2i_with_dropout(layout, prompt, codes, cfg.prompt_dropout, g)
     vqa = record.get("vqa") or []
+    if task == "vqa" and cfg.vqa_pool > 0:
+        vqa = fresh_vqa(record, cfg.vqa_pool, pool_rng(g))
     if task == "caption" or not vqa:
         caption = tokenizer.encode(record.get("caption") or "")
         instruction = tokenizer.encode(CAPTION_INSTRUCTION)
@@ -320,6 +350,7 @@ class MixedTaskData:
 
         cfg.task_probs()  # validate now
         cols = ["id", "caption", "prompts", "vqa"] + (["image"] if cfg.encoder_images else [])
+        cols += ["attributes"] if cfg.vqa_pool > 0 else []
         self.dataset = FaceShardDataset(
             cfg.data, cfg.split, cols, shuffle=True, seed=seed, rank=rank, world_size=world_size
         )
@@ -329,7 +360,13 @@ class MixedTaskData:
         if cfg.vqa_balance > 0 and cfg.vqa > 0:
             from ..data.shards import iter_records
 
-            records = iter_records(cfg.data, cfg.split, ["vqa"])
+            if cfg.vqa_pool > 0:  # the answer frequencies of the pools training will draw
+                records = (
+                    {"vqa": fresh_vqa(r, cfg.vqa_pool, np.random.default_rng([seed, i, 0x9001]))}
+                    for i, r in enumerate(iter_records(cfg.data, cfg.split, ["id", "attributes"]))
+                )
+            else:
+                records = iter_records(cfg.data, cfg.split, ["vqa"])
             self.vqa_balance = VQABalance.from_records(records, cfg.vqa_balance)
 
     def __call__(self, epoch: int, start: int) -> Iterator[dict]:
