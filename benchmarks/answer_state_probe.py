@@ -2,9 +2,10 @@
 
 For the first ``--num`` faces of ``--split`` and each binary attribute of ``--attributes``,
 builds the understanding prefix ``<|mmu|> <|soi|> codes <|eoi|> bos question`` with FaceForge's
-own first wording ("Is she wearing a hat?"), runs it with the face's encoder features, and
-keeps every layer's output at the question's last token — the state the answer's first token
-is predicted from. A linear probe (logistic regression, class-balanced, L2; fit on 70 % of the
+own first wording ("Is she wearing a hat?") followed by the tokens " Yes" and " No" share
+(the byte-level BPE writes both as a lone space and then the word), runs it with the face's
+encoder features, and keeps every layer's output at the last position — the state "Yes" or
+"No" is predicted from. A linear probe (logistic regression, class-balanced, L2; fit on 70 % of the
 faces, scored on the other 30 %) per layer then says how well a straight line reads the
 attribute there, as balanced accuracy (0.5 = nothing). A reference row probes the semantic
 encoder's features, mean-pooled.
@@ -28,6 +29,7 @@ from _model_args import load_pipeline, model_data_parser
 from unif2ace.atomic import write_json_atomic
 from unif2ace.data.faceforge.vqa import BINARY_Q
 from unif2ace.data.ontology import visible_labels
+from unif2ace.data.sequences import encode_answer
 from unif2ace.data.shards import decode_image
 from unif2ace.eval.evaluate import load_records
 from unif2ace.model.text_decode import mmu_batch
@@ -79,6 +81,11 @@ def main() -> None:
     if "labels" not in recs[0]:
         raise SystemExit(f"{args.data}: records carry no attribute labels (FaceForge data only)")
     model, tok = pipe.model, pipe.text_tokenizer
+    yes, no = encode_answer(tok, "Yes"), encode_answer(tok, "No")
+    n = 0
+    while n < min(len(yes), len(no)) and yes[n] == no[n]:
+        n += 1
+    shared = yes[:n]  # the tokens both answers start with
     last: dict[int, torch.Tensor] = {}
     hooks = [
         layer.register_forward_hook(lambda m, i, o, k=k: last.__setitem__(k, o[0][:, -1].float()))
@@ -95,7 +102,7 @@ def main() -> None:
                     pooled.append(feats["semantic"].float().mean(1))
                 for a in attrs:
                     female = [r["labels"].get("gender") == "female" for r in rr]
-                    qs = [tok.encode(question(a, f)) for f in female]
+                    qs = [tok.encode(question(a, f)) + shared for f in female]
                     ids, mod, task = mmu_batch(model, pipe.layout, codes, qs)
                     model(ids, mod, task, encoder_feats=feats, last_only=True)
                     for k in range(len(model.layers)):
