@@ -129,9 +129,10 @@ def compare(before_path: str, after_path: str) -> dict:
     """Paired differences (after − before) of balanced accuracy and separation per attribute."""
     try:
         a, b = (json.loads(Path(p).read_text()) for p in (before_path, after_path))
-        a["attributes"], b["attributes"]  # noqa: B018 - a file of another benchmark has none
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError) as e:
         raise SystemExit(f"--compare: cannot read an attribute-recall JSON: {e}") from None
+    if not all(isinstance(x, dict) and "attributes" in x for x in (a, b)):
+        raise SystemExit("--compare: a file is not an attribute-recall JSON (no 'attributes')")
     out = {}
     for attr in [x for x in a["attributes"] if x in b["attributes"]]:
         ra, rb = a["attributes"][attr], b["attributes"][attr]
