@@ -391,6 +391,60 @@ def test_vqa_pool_asks_fresh_pairs_from_the_labels_on_every_visit(fx):
     assert next(iter(data(0, 0)))["ids_BT"].shape[0] == 2
 
 
+def test_vqa_pool_turns_keep_the_stored_pairs_and_add_fresh_ones(fx):
+    from unif2ace.data.faceforge.vqa import make_vqa
+    from unif2ace.data.shards import labels_of
+    from unif2ace.train.task import pool_rng
+
+    cfg = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1", "data.vqa_turns=8",
+               "data.vqa_pool=24", "data.vqa_pool_turns=3")  # fmt: skip
+    cfg.data.max_text_len = 1000
+    layout, tok, _, codes = prepare(cfg)
+    rec = next(iter_records(fx["data"], "train", ["id", "vqa", "attributes"]))
+
+    def pair(qa) -> tuple:
+        return tuple(tok.encode(qa["question"]) + encode_answer(tok, qa["answer"]))
+
+    def turns(seq) -> list[tuple]:
+        text, out, cur = seq.ids[seq.ids.index(layout.eoi_id) + 1 :], [], []
+        for t in text:
+            if t == layout.eos_id:
+                out.append(tuple(cur[1:]))
+                cur = []
+            else:
+                cur.append(t)
+        return out
+
+    stored = [pair(qa) for qa in rec["vqa"]]
+    stored_attrs = {VQABalance.key(qa)[0] for qa in rec["vqa"]}
+    firsts = set()
+    for i in range(8):
+        _, seq = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]],
+                                    record_generator(0, 0, i))  # fmt: skip
+        g = record_generator(0, 0, i)
+        torch.multinomial(torch.as_tensor(cfg.data.task_probs()), 1, generator=g)  # the task
+        pool = make_vqa(labels_of(rec), pool_rng(g), n=24)
+        fresh = {pair(qa) for qa in pool if VQABalance.key(qa)[0] not in stored_attrs}
+        got = turns(seq)
+        # every stored pair once, plus 3 pool pairs about attributes the stored ones skip
+        assert sorted(t for t in got if t in stored) == sorted(stored)
+        extra = [t for t in got if t not in stored]
+        assert len(got) == len(stored) + 3 and len(extra) == 3 and set(extra) <= fresh
+        firsts.add(got[0] in stored)
+        assert record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]],
+                                  record_generator(0, 0, i))[1].ids == seq.ids  # fmt: skip
+    assert firsts == {True, False}  # shuffled: the first (inference's) turn is either kind
+    with pytest.raises(UserError, match="vqa_pool_turns needs"):
+        _cfg(fx, "data.vqa_pool_turns=2").data.task_probs()
+    with pytest.raises(UserError, match="vqa_pool_turns must"):
+        _cfg(fx, "data.vqa_pool=8", "data.vqa_pool_turns=-1").data.task_probs()
+    # with the balance, counted over the pools, the batches build
+    bal = _cfg(fx, "data.vqa_pool=24", "data.vqa_pool_turns=2", "data.vqa_balance=1",
+               "data.vqa_turns=4")  # fmt: skip
+    data = MixedTaskData(bal.data, layout, tok, codes, 2, 0)
+    assert next(iter(data(0, 0)))["ids_BT"].shape[0] == 2
+
+
 def test_vqa_turns_make_one_conversation_whose_first_turn_is_the_single_layout(fx):
     cfg = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1", "data.vqa_turns=3")
     cfg.data.max_text_len = 1000

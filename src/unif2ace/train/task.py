@@ -120,6 +120,13 @@ class DataConfig:
     # weights when set — a pool large enough for the balance to draw rare answers (a hat's
     # "Yes") far more often than the stored 8 pairs can.
     vqa_pool: int = 0
+    # With vqa_pool: 0 asks the pool instead of the stored pairs (above). K > 0 keeps the
+    # stored pairs and their question mix (vqa_turns of them, as without a pool) and adds K
+    # turns from the fresh pool (by vqa_balance's weights when set; pairs about an attribute
+    # the stored turns already ask are left out), shuffled into one conversation. Turns past
+    # max_text_len are dropped: 8 stored turns take ~90 tokens, so the small preset's 160
+    # leaves room for ~5 more.
+    vqa_pool_turns: int = 0
     # Share of generation rows whose text is the record's caption instead of one of its
     # prompts. A FaceForge caption words every visible attribute; a prompt names a few (a
     # hat is in 43 % of the prompts of the faces wearing one), so the words for
@@ -141,6 +148,10 @@ class DataConfig:
             raise UserError(f"data.vqa_turns must be >= 1, got {self.vqa_turns}")
         if self.vqa_pool < 0:
             raise UserError(f"data.vqa_pool must be >= 0, got {self.vqa_pool}")
+        if self.vqa_pool_turns < 0:
+            raise UserError(f"data.vqa_pool_turns must be >= 0, got {self.vqa_pool_turns}")
+        if self.vqa_pool_turns > 0 and self.vqa_pool == 0:
+            raise UserError("data.vqa_pool_turns needs data.vqa_pool > 0 (the pool it asks from)")
         if not 0.0 <= self.encoder_dropout <= 1.0:
             raise UserError(f"data.encoder_dropout must be in [0, 1], got {self.encoder_dropout}")
         if not 0.0 <= self.t2i_caption <= 1.0:
@@ -294,27 +305,43 @@ def record_to_sequence(
         prompt = tokenizer.encode(text)[: max(cfg.max_text_len - 3, 0)]
         return task, build_t2i_with_dropout(layout, prompt, codes, cfg.prompt_dropout, g)
     vqa = record.get("vqa") or []
+    pool: list[dict] = []
     if task == "vqa" and cfg.vqa_pool > 0:
-        vqa = fresh_vqa(record, cfg.vqa_pool, pool_rng(g))
-    if task == "caption" or not vqa:
+        pool = fresh_vqa(record, cfg.vqa_pool, pool_rng(g))
+        if cfg.vqa_pool_turns == 0:
+            vqa, pool = pool, []
+    if task == "caption" or not (vqa or pool):
         caption = tokenizer.encode(record.get("caption") or "")
         instruction = tokenizer.encode(CAPTION_INSTRUCTION)
         return "caption", build_caption(layout, codes, caption, instruction, cfg.max_text_len)
     by_loss = vqa_balance is not None and cfg.vqa_balance_by == "loss"
     sampler = None if by_loss else vqa_balance
-    if cfg.vqa_turns > 1:
-        w = sampler.weights(vqa) if sampler is not None else torch.ones(len(vqa))
-        picked = torch.multinomial(w, min(cfg.vqa_turns, len(vqa)), generator=g).tolist()
-    elif sampler is None:
-        picked = [int(torch.randint(len(vqa), (), generator=g))]
-    else:
-        picked = [int(torch.multinomial(sampler.weights(vqa), 1, generator=g))]
+    asked = [vqa[i] for i in _pick_pairs(vqa, cfg.vqa_turns, sampler, g)] if vqa else []
+    if pool:  # vqa_pool_turns: the stored turns plus fresh ones about other attributes
+        seen = {VQABalance.key(qa)[0] for qa in asked}
+        pool = [qa for qa in pool if VQABalance.key(qa)[0] not in seen]
+        asked += (
+            [pool[i] for i in _pick_pairs(pool, cfg.vqa_pool_turns, sampler, g)] if pool else []
+        )
+        asked = [asked[i] for i in torch.randperm(len(asked), generator=g).tolist()]
     turns = [
-        (tokenizer.encode(vqa[i]["question"]), encode_answer(tokenizer, vqa[i]["answer"]))
-        for i in picked
+        (tokenizer.encode(qa["question"]), encode_answer(tokenizer, qa["answer"])) for qa in asked
     ]
-    weights = vqa_balance.weights([vqa[i] for i in picked]).tolist() if by_loss else None
+    weights = vqa_balance.weights(asked).tolist() if by_loss else None
     return task, build_mmu_turns(layout, codes, turns, cfg.max_text_len, weights)
+
+
+def _pick_pairs(
+    vqa: list[dict], n: int, sampler: VQABalance | None, g: torch.Generator
+) -> list[int]:
+    """Indices of ``n`` of ``vqa``'s pairs (all when fewer), uniformly or by ``sampler``'s
+    weights, without replacement."""
+    if n > 1:
+        w = sampler.weights(vqa) if sampler is not None else torch.ones(len(vqa))
+        return torch.multinomial(w, min(n, len(vqa)), generator=g).tolist()
+    if sampler is None:
+        return [int(torch.randint(len(vqa), (), generator=g))]
+    return [int(torch.multinomial(sampler.weights(vqa), 1, generator=g))]
 
 
 def encoder_image(png: bytes, resolution: int) -> torch.Tensor:
