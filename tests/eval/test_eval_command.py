@@ -196,7 +196,14 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path, capsys):
     for d in diff["test"].values():  # (caption F1 is nan when 2 tiny-model captions claim nothing)
         assert (math.isnan(d["diff"]) or d["diff"] == 0) and not d["beyond_noise"]
     assert "generation_fidelity" in diff["test"] and "vqa_minus_blind" in diff["test"]
-    assert "differs:" not in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "differs:" not in out_text and "do not cover the training run" in out_text
+    # with a control seed: a column per control, and nothing beyond seed noise at 0
+    assert main(["eval-compare", str(tmp_path / "m.json"), str(tmp_path / "m.json"),
+                 "--control", str(tmp_path / "m.json"), "--json", str(out)]) == 0  # fmt: skip
+    assert "after − control 1" in capsys.readouterr().out
+    for d in json.loads(out.read_text())["test"].values():
+        assert len(d["vs_controls"]) == 1 and not d["beyond_seed_noise"]
     # the same faces decoded another way: the header names what changed
     other = json.loads((tmp_path / "m.json").read_text())
     other["decoding"]["text"]["no_repeat_ngram"] = 99
@@ -210,6 +217,17 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path, capsys):
     assert main(["eval-compare", str(tmp_path / "m3.json"), str(tmp_path / "m.json")]) == 0
     out = capsys.readouterr().out
     assert "differs:" not in out and f"decoding: not recorded in {tmp_path / 'm3.json'}" in out
+
+
+def test_beyond_seed_noise_needs_every_interval_on_one_side():
+    from unif2ace.eval.eval_cli import _beyond_seed_noise
+
+    up = {"ci95": [0.01, 0.05]}
+    assert _beyond_seed_noise(up, [{"ci95": [0.02, 0.04]}, {"ci95": [0.001, 0.1]}])
+    assert not _beyond_seed_noise(up, [{"ci95": [0.02, 0.04]}, {"ci95": [-0.01, 0.03]}])
+    assert not _beyond_seed_noise(up, [{"ci95": [-0.05, -0.01]}])  # the control went further
+    assert _beyond_seed_noise({"ci95": [-0.3, -0.1]}, [{"ci95": [-0.2, -0.05]}])
+    assert _beyond_seed_noise(up, []) and not _beyond_seed_noise({"ci95": [-0.1, 0.1]}, [])
 
 
 def test_eval_without_a_judge_says_how_to_get_one(fx, tmp_path, capsys):

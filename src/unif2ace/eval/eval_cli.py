@@ -52,10 +52,21 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
         description="after − before for every headline number of two `unif2ace eval` JSON "
         "files of the same faces (same data, splits and --num; e.g. two models), each with a "
         "paired 95 % bootstrap interval over the faces: a difference whose interval excludes "
-        "0 is beyond what the choice of faces explains. Markdown on stdout.",
+        "0 is beyond what the choice of faces explains. That interval does not cover the "
+        "training run's own randomness: give --control evaluations of the reference recipe "
+        "trained with other seeds, and a difference counts as beyond seed noise only when "
+        "`after` differs from the reference and from every control the same way, each "
+        "interval excluding 0. Markdown on stdout.",
     )
     c.add_argument("before", help="eval JSON of the reference model")
     c.add_argument("after", help="eval JSON of the model compared with it")
+    c.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="eval JSON of the reference recipe trained with another seed (repeatable)",
+    )
     c.add_argument("--json", dest="json_out", help="also write the differences here")
     c.set_defaults(func=_compare)
 
@@ -111,6 +122,33 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _load_eval(path: str) -> tuple[dict, dict, bool]:
+    """(per-split units, decoding setup, whether the decoding was recorded) of an eval JSON."""
+    from ..errors import UserError
+
+    try:
+        m = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read eval JSON {path!r}: {err}") from None
+    splits = {k: v["units"] for k, v in (m.get("splits") or {}).items() if "units" in v}
+    if not splits:
+        raise UserError(
+            f"{path} has no per-face units; evaluate again with this version of `unif2ace eval`"
+        )
+    return (
+        splits,
+        {"model": m.get("model"), **_flat(m.get("decoding") or {})},
+        bool(m.get("decoding")),
+    )
+
+
+def _beyond_seed_noise(d: dict, controls: list[dict]) -> bool:
+    """Whether ``after`` differs from the reference and from every control seed in the same
+    direction, each paired interval excluding 0."""
+    cis = [d["ci95"]] + [c["ci95"] for c in controls]
+    return all(lo > 0 for lo, _ in cis) or all(hi < 0 for _, hi in cis)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from .intervals import paired_differences
@@ -118,37 +156,57 @@ def _compare(args: argparse.Namespace) -> int:
 
     runs, setups, unrecorded = [], [], []
     for path in (args.before, args.after):
-        try:
-            m = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"cannot read eval JSON {path!r}: {err}") from None
-        splits = {k: v["units"] for k, v in (m.get("splits") or {}).items() if "units" in v}
-        if not splits:
-            raise UserError(
-                f"{path} has no per-face units; evaluate again with this version of `unif2ace eval`"
-            )
+        splits, setup, recorded = _load_eval(path)
         runs.append(splits)
-        setups.append({"model": m.get("model"), **_flat(m.get("decoding") or {})})
-        if not m.get("decoding"):  # older than the record: say so once, not a line per key
+        setups.append(setup)
+        if not recorded:  # older than the record: say so once, not a line per key
             unrecorded.append(str(path))
-    common = [s for s in runs[0] if s in runs[1]]
+    controls = [_load_eval(p)[0] for p in args.control]
+    common = [s for s in runs[0] if s in runs[1] and all(s in c for c in controls)]
     if not common:
-        raise UserError(f"no split in both files ({', '.join(runs[0])} vs {', '.join(runs[1])})")
+        raise UserError(
+            f"no split in every file ({', '.join(runs[0])} vs {', '.join(runs[1])}"
+            + "".join(f" vs {', '.join(c)}" for c in controls)
+            + ")"
+        )
     out = {s: paired_differences(runs[0][s], runs[1][s]) for s in common}
+    for s in common:
+        vs = [paired_differences(c[s], runs[1][s]) for c in controls]
+        for k, d in out[s].items():
+            if controls and all(k in v for v in vs):
+                d["vs_controls"] = [v[k] for v in vs]
+                d["beyond_seed_noise"] = _beyond_seed_noise(d, d["vs_controls"])
     lines = [f"before: {args.before}", f"after: {args.after}"]
+    lines += [f"control {i + 1}: {p}" for i, p in enumerate(args.control)]
     keys = ["model"] if unrecorded else sorted(setups[0].keys() | setups[1].keys())
     differ = [k for k in keys if setups[0].get(k) != setups[1].get(k)]
     lines += [f"differs: {k} {setups[0].get(k)} -> {setups[1].get(k)}" for k in differ]
     lines += [f"decoding: not recorded in {p} (an older evaluation)" for p in unrecorded] + [""]
+    ctl = [f"after − control {i + 1} [95 %]" for i in range(len(controls))]
+    beyond = "beyond seed noise" if controls else "interval excludes 0"
     for split, rows in out.items():
         lines += [f"## {split} ({len(runs[1][split]['ids'])} faces, paired)", "",
-                  "| metric | before | after | after − before [95 %] | beyond noise |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+                  "| " + " | ".join(["metric", "before", "after", "after − before [95 %]",
+                                     *ctl, beyond]) + " |",
+                  "|---" * (5 + len(ctl)) + "|"]  # fmt: skip
         for k, d in rows.items():
-            diff = with_interval(f"{d['diff']:+.3f}", d["ci95"])
-            yes = "yes" if d["beyond_noise"] else ""
-            lines.append(f"| {k} | {d['before']:.3f} | {d['after']:.3f} | {diff} | {yes} |")
+            cells = [k, f"{d['before']:.3f}", f"{d['after']:.3f}",
+                     with_interval(f"{d['diff']:+.3f}", d["ci95"])]  # fmt: skip
+            cells += [
+                with_interval(f"{c['diff']:+.3f}", c["ci95"]) for c in d.get("vs_controls", [])
+            ]
+            cells += ["—"] * (len(ctl) - len(d.get("vs_controls", [])))
+            flag = d.get("beyond_seed_noise", False) if controls else d["beyond_noise"]
+            lines.append("| " + " | ".join([*cells, "yes" if flag else ""]) + " |")
         lines.append("")
+    if controls:
+        lines.append("Beyond seed noise: after differs from before and from every control in "
+                     "the same direction, each interval excluding 0.")  # fmt: skip
+    else:
+        lines.append("The intervals resample the faces; they do not cover the training run's "
+                     "own randomness (a second seed of one recipe can differ by more): pass "
+                     "--control with evaluations of the reference recipe trained with other "
+                     "seeds.")  # fmt: skip
     print("\n".join(lines))
     if args.json_out:
         write_text_atomic(Path(args.json_out), json.dumps(out, indent=2))
