@@ -332,6 +332,18 @@ def test_vqa_balance_by_loss_weighs_each_answer_instead_of_drawing(fx):
         _cfg(fx, "data.vqa_balance_by=draw").data.task_probs()
 
 
+def _turns(seq, layout) -> list[tuple]:
+    """A VQA conversation's turns, each the token ids between a bos and its eos."""
+    out, cur = [], []
+    for t in seq.ids[seq.ids.index(layout.eoi_id) + 1 :]:
+        if t == layout.eos_id:
+            out.append(tuple(cur[1:]))
+            cur = []
+        else:
+            cur.append(t)
+    return out
+
+
 def test_vqa_pool_asks_fresh_pairs_from_the_labels_on_every_visit(fx):
     from unif2ace.data.faceforge.vqa import make_vqa
     from unif2ace.data.shards import labels_of
@@ -344,15 +356,7 @@ def test_vqa_pool_asks_fresh_pairs_from_the_labels_on_every_visit(fx):
     rec = next(iter_records(fx["data"], "train", ["id", "vqa", "attributes"]))
 
     def turns(seq) -> list[list[int]]:
-        text = seq.ids[seq.ids.index(layout.eoi_id) + 1 :]
-        out, cur = [], []
-        for t in text:
-            if t == layout.eos_id:
-                out.append(cur[1:])
-                cur = []
-            else:
-                cur.append(t)
-        return out
+        return [list(t) for t in _turns(seq, layout)]
 
     asked = set()
     for i in range(6):
@@ -406,14 +410,7 @@ def test_vqa_pool_turns_keep_the_stored_pairs_and_add_fresh_ones(fx):
         return tuple(tok.encode(qa["question"]) + encode_answer(tok, qa["answer"]))
 
     def turns(seq) -> list[tuple]:
-        text, out, cur = seq.ids[seq.ids.index(layout.eoi_id) + 1 :], [], []
-        for t in text:
-            if t == layout.eos_id:
-                out.append(tuple(cur[1:]))
-                cur = []
-            else:
-                cur.append(t)
-        return out
+        return _turns(seq, layout)
 
     stored = [pair(qa) for qa in rec["vqa"]]
     stored_attrs = {VQABalance.key(qa)[0] for qa in rec["vqa"]}
