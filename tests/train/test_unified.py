@@ -344,10 +344,21 @@ def _turns(seq, layout) -> list[tuple]:
     return out
 
 
-def test_vqa_pool_asks_fresh_pairs_from_the_labels_on_every_visit(fx):
+def _visit_and_pool(cfg, layout, tok, rec, codes, i: int, n: int):
+    """Visit ``i`` of ``rec`` as a training row, and the fresh pool of ``n`` pairs it drew."""
     from unif2ace.data.faceforge.vqa import make_vqa
     from unif2ace.data.shards import labels_of
-    from unif2ace.train.task import fresh_vqa, pool_rng
+    from unif2ace.train.task import pool_rng
+
+    _, seq = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]],
+                                record_generator(0, 0, i))  # fmt: skip
+    g = record_generator(0, 0, i)
+    torch.multinomial(torch.as_tensor(cfg.data.task_probs()), 1, generator=g)  # the task
+    return seq, make_vqa(labels_of(rec), pool_rng(g), n=n)
+
+
+def test_vqa_pool_asks_fresh_pairs_from_the_labels_on_every_visit(fx):
+    from unif2ace.train.task import fresh_vqa
 
     cfg = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1", "data.vqa_turns=4",
                "data.vqa_pool=24")  # fmt: skip
@@ -360,11 +371,7 @@ def test_vqa_pool_asks_fresh_pairs_from_the_labels_on_every_visit(fx):
 
     asked = set()
     for i in range(6):
-        _, seq = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]],
-                                    record_generator(0, 0, i))  # fmt: skip
-        g = record_generator(0, 0, i)
-        torch.multinomial(torch.as_tensor(cfg.data.task_probs()), 1, generator=g)  # the task
-        pool = make_vqa(labels_of(rec), pool_rng(g), n=24)  # what the row drew
+        seq, pool = _visit_and_pool(cfg, layout, tok, rec, codes, i, 24)
         pairs = [tok.encode(q["question"]) + encode_answer(tok, q["answer"]) for q in pool]
         got = turns(seq)
         assert len(got) == 4 and all(t in pairs for t in got)  # 4 turns of this visit's pool
@@ -396,10 +403,6 @@ def test_vqa_pool_asks_fresh_pairs_from_the_labels_on_every_visit(fx):
 
 
 def test_vqa_pool_turns_keep_the_stored_pairs_and_add_fresh_ones(fx):
-    from unif2ace.data.faceforge.vqa import make_vqa
-    from unif2ace.data.shards import labels_of
-    from unif2ace.train.task import pool_rng
-
     cfg = _cfg(fx, "data.t2i=0", "data.caption=0", "data.vqa=1", "data.vqa_turns=8",
                "data.vqa_pool=24", "data.vqa_pool_turns=3")  # fmt: skip
     cfg.data.max_text_len = 1000
@@ -416,11 +419,7 @@ def test_vqa_pool_turns_keep_the_stored_pairs_and_add_fresh_ones(fx):
     stored_attrs = {VQABalance.key(qa)[0] for qa in rec["vqa"]}
     firsts = set()
     for i in range(8):
-        _, seq = record_to_sequence(cfg.data, layout, tok, rec, codes[rec["id"]],
-                                    record_generator(0, 0, i))  # fmt: skip
-        g = record_generator(0, 0, i)
-        torch.multinomial(torch.as_tensor(cfg.data.task_probs()), 1, generator=g)  # the task
-        pool = make_vqa(labels_of(rec), pool_rng(g), n=24)
+        seq, pool = _visit_and_pool(cfg, layout, tok, rec, codes, i, 24)
         fresh = {pair(qa) for qa in pool if VQABalance.key(qa)[0] not in stored_attrs}
         got = turns(seq)
         # every stored pair once, plus 3 pool pairs about attributes the stored ones skip
