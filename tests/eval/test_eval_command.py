@@ -220,14 +220,14 @@ def test_eval_cli_writes_json_and_report(fx, tmp_path, capsys):
 
 
 def test_beyond_seed_noise_needs_every_interval_on_one_side():
-    from unif2ace.eval.eval_cli import _beyond_seed_noise
+    from unif2ace.eval.intervals import beyond_seed_noise
 
     up = {"ci95": [0.01, 0.05]}
-    assert _beyond_seed_noise(up, [{"ci95": [0.02, 0.04]}, {"ci95": [0.001, 0.1]}])
-    assert not _beyond_seed_noise(up, [{"ci95": [0.02, 0.04]}, {"ci95": [-0.01, 0.03]}])
-    assert not _beyond_seed_noise(up, [{"ci95": [-0.05, -0.01]}])  # the control went further
-    assert _beyond_seed_noise({"ci95": [-0.3, -0.1]}, [{"ci95": [-0.2, -0.05]}])
-    assert _beyond_seed_noise(up, []) and not _beyond_seed_noise({"ci95": [-0.1, 0.1]}, [])
+    assert beyond_seed_noise(up, [{"ci95": [0.02, 0.04]}, {"ci95": [0.001, 0.1]}])
+    assert not beyond_seed_noise(up, [{"ci95": [0.02, 0.04]}, {"ci95": [-0.01, 0.03]}])
+    assert not beyond_seed_noise(up, [{"ci95": [-0.05, -0.01]}])  # the control went further
+    assert beyond_seed_noise({"ci95": [-0.3, -0.1]}, [{"ci95": [-0.2, -0.05]}])
+    assert beyond_seed_noise(up, []) and not beyond_seed_noise({"ci95": [-0.1, 0.1]}, [])
 
 
 def test_eval_without_a_judge_says_how_to_get_one(fx, tmp_path, capsys):

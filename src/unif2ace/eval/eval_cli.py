@@ -142,16 +142,9 @@ def _load_eval(path: str) -> tuple[dict, dict, bool]:
     )
 
 
-def _beyond_seed_noise(d: dict, controls: list[dict]) -> bool:
-    """Whether ``after`` differs from the reference and from every control seed in the same
-    direction, each paired interval excluding 0."""
-    cis = [d["ci95"]] + [c["ci95"] for c in controls]
-    return all(lo > 0 for lo, _ in cis) or all(hi < 0 for _, hi in cis)
-
-
 def _compare(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from .intervals import paired_differences
+    from .intervals import beyond_seed_noise, paired_differences
     from .report import with_interval
 
     runs, setups, unrecorded = [], [], []
@@ -175,7 +168,7 @@ def _compare(args: argparse.Namespace) -> int:
         for k, d in out[s].items():
             if controls and all(k in v for v in vs):
                 d["vs_controls"] = [v[k] for v in vs]
-                d["beyond_seed_noise"] = _beyond_seed_noise(d, d["vs_controls"])
+                d["beyond_seed_noise"] = beyond_seed_noise(d, d["vs_controls"])
     lines = [f"before: {args.before}", f"after: {args.after}"]
     lines += [f"control {i + 1}: {p}" for i, p in enumerate(args.control)]
     keys = ["model"] if unrecorded else sorted(setups[0].keys() | setups[1].keys())

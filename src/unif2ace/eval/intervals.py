@@ -139,3 +139,12 @@ def paired_differences(before: Units, after: Units, **kw) -> dict[str, dict]:
         out[k] = {"before": va[k], "after": vb[k], "diff": vb[k] - va[k], "ci95": ci,
                   "beyond_noise": bool(ci[0] > 0 or ci[1] < 0)}  # fmt: skip
     return out
+
+
+def beyond_seed_noise(diff: dict, controls: list[dict]) -> bool:
+    """Whether a change is beyond what another training seed explains: ``after − before``
+    (``diff``, a :func:`paired_differences` entry) and ``after − control`` for every control
+    seed of the reference (``controls``, entries of the same kind) all lie on one side of 0,
+    each paired interval excluding it. With no controls: the interval of ``diff`` alone."""
+    cis = [diff["ci95"]] + [c["ci95"] for c in controls]
+    return all(lo > 0 for lo, _ in cis) or all(hi < 0 for _, hi in cis)
