@@ -108,3 +108,23 @@ def test_norm_option_defaults_and_errors():
     assert not any(isinstance(x, nn.GroupNorm) for x in m.modules())
     with pytest.raises(UserError, match="valid: group, channel"):
         LFQAutoencoder(TokenizerConfig.from_dict({**old, "norm": "batch"}))
+
+
+def test_grow_codebook_keeps_the_old_codes_and_reconstructions(tiny):
+    from unif2ace.tokenizer.autoencoder import grow_codebook
+
+    grown = grow_codebook(tiny, 2, seed=3)
+    assert grown.config.codebook_bits == tiny.config.codebook_bits + 2
+    assert grown.codebook_size == 4 * tiny.codebook_size
+    x = torch.rand(5, 3, tiny.config.resolution, tiny.config.resolution) * 2 - 1
+    old, new = tiny.encode(x), grown.encode(x)
+    assert torch.equal(new >> 2, old)  # the old bits are the high bits of each new code
+    # the decoder ignores the new low bits at first: every one of the 4 gives the old image
+    for low in range(4):
+        assert torch.allclose(grown.decode(old * 4 + low), tiny.decode(old), atol=1e-6)
+    # the new bits are live (the encoder writes both values of them) and seeded
+    assert len(torch.unique(new % 4)) > 1
+    again = grow_codebook(tiny, 2, seed=3)
+    assert torch.equal(again.encoder.conv_out.weight, grown.encoder.conv_out.weight)
+    with pytest.raises(UserError, match="extra_bits"):
+        grow_codebook(tiny, 0)

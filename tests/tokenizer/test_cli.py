@@ -110,3 +110,24 @@ def test_user_errors_exit_2(tmp_path, capsys):
     assert main(["data", "pretokenize", "--tokenizer", str(tmp_path), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown tokenizer preset" in err and "not an image tokenizer folder" in err
+
+
+def test_grow_bits_fine_tunes_a_larger_codebook(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_synthetic_shards(data, "train", shards=1, rows=6)
+    base = ["train", "tokenizer", "--preset", "tiny", "--data", str(data), "--batch-size", "2"]
+    base += ["--warmup", "1", "--sample-every", "0", "--ckpt-every", "2"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--steps", "2"]) == 0
+    init = tmp_path / "a" / "tokenizer"
+    grown = [*base, "--out", str(tmp_path / "b"), "--steps", "2", "--init", str(init)]
+    assert main([*grown, "--grow-bits", "1"]) == 0
+    assert "codebook grown by 1 bits to 128 codes" in capsys.readouterr().out
+    tok = LFQAutoencoder.from_pretrained(tmp_path / "b" / "tokenizer")
+    assert tok.codebook_size == 2 * LFQAutoencoder.from_pretrained(init).codebook_size
+    assert json.loads((tmp_path / "b" / "init.json").read_text())["grow_bits"] == 1
+    # resuming the finished run keeps the grown shape
+    assert main([*grown, "--grow-bits", "1"]) == 0 and "resuming" in capsys.readouterr().out
+    assert main([*base, "--out", str(tmp_path / "c"), "--grow-bits", "1"]) == 2
+    assert main([*grown[:-2], "--init", str(init), "--grow-bits", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--grow-bits needs --init" in err and "--grow-bits must be >= 0" in err

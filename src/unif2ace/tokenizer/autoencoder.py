@@ -331,6 +331,40 @@ class LFQAutoencoder(nn.Module):
         return model.to(device).eval()
 
 
+def grow_codebook(model: LFQAutoencoder, extra_bits: int, seed: int = 0) -> LFQAutoencoder:
+    """A copy of ``model`` with ``extra_bits`` more code bits, appended as the low bits.
+
+    The codebook grows from ``2^D`` to ``2^(D+n)`` without forgetting what was learned: the
+    encoder's output conv keeps its ``D`` rows and gains ``n`` new ones (default conv init
+    scaled by 0.1, seeded), the decoder's input conv keeps its ``D`` input channels and gains
+    ``n`` zero ones. So ``grown.encode(x) >> n == model.encode(x)`` exactly, and at first the
+    decoder ignores the new bits: ``grown.decode(c << n | b) == model.decode(c)`` for any
+    ``b``. Training then decides what the new bits carry (MAGVIT-v2's 13-bit codebook from a
+    12-bit one, say, without retraining the encoder from scratch).
+    """
+    if extra_bits < 1:
+        raise UserError(f"extra_bits must be >= 1, got {extra_bits}")
+    old = model.config
+    cfg = TokenizerConfig.from_dict(
+        {**old.to_dict(), "codebook_bits": old.codebook_bits + extra_bits}
+    )
+    grown = LFQAutoencoder(cfg)
+    state = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(seed)
+    w_out = grown.encoder.conv_out.weight.detach()
+    fan_in = w_out.shape[1]
+    bound = 1.0 / fan_in**0.5  # nn.Conv2d's default init range
+    new_w = (torch.rand((extra_bits, *w_out.shape[1:]), generator=gen) * 2 - 1) * bound * 0.1
+    new_b = (torch.rand(extra_bits, generator=gen) * 2 - 1) * bound * 0.1
+    state["encoder.conv_out.weight"] = torch.cat([state["encoder.conv_out.weight"], new_w])
+    state["encoder.conv_out.bias"] = torch.cat([state["encoder.conv_out.bias"], new_b])
+    w_in = state["decoder.conv_in.weight"]  # (C, D, 3, 3)
+    zeros = w_in.new_zeros((w_in.shape[0], extra_bits, *w_in.shape[2:]))
+    state["decoder.conv_in.weight"] = torch.cat([w_in, zeros], dim=1)
+    grown.load_state_dict(state)
+    return grown.eval()
+
+
 def build_tokenizer(preset: str | TokenizerConfig = "small", **overrides) -> LFQAutoencoder:
     """Build an untrained :class:`LFQAutoencoder` from a preset name or config (+ overrides)."""
     cfg = preset_config(preset) if isinstance(preset, str) else preset

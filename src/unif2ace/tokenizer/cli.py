@@ -40,6 +40,15 @@ def _add_train_tokenizer(sub: argparse._SubParsersAction) -> None:
         "ones: fine-tuning; its shape replaces --preset",
     )
     p.add_argument(
+        "--grow-bits",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --init: add N code bits to its codebook (2^D -> 2^(D+N) codes) before "
+        "fine-tuning, keeping what it learned: the old bits stay the high bits of each code "
+        "and the decoder starts by ignoring the new ones",
+    )
+    p.add_argument(
         "--attr-weight",
         type=float,
         default=0.0,
@@ -147,12 +156,20 @@ def _run_train_tokenizer(args: argparse.Namespace) -> int:
     cfg = preset_config(args.preset)
     overrides = _parse_overrides(args.set)
     init = bundled.resolve(args.init, "image_tokenizer")
+    if args.grow_bits < 0:
+        raise UserError(f"--grow-bits must be >= 0, got {args.grow_bits}")
     if init is not None:
         if overrides:
             raise UserError("--set changes the shape; it cannot be combined with --init")
         if not (Path(init) / "config.json").is_file():
             raise UserError(f"--init: {init} is not an image tokenizer folder (no config.json)")
         cfg = TokenizerConfig.from_dict(json.loads((Path(init) / "config.json").read_text()))
+        if args.grow_bits:
+            cfg = TokenizerConfig.from_dict(
+                {**cfg.to_dict(), "codebook_bits": cfg.codebook_bits + args.grow_bits}
+            )
+    elif args.grow_bits:
+        raise UserError("--grow-bits needs --init: it grows a trained tokenizer's codebook")
     elif overrides:
         cfg = TokenizerConfig.from_dict({**cfg.to_dict(), **overrides})
     shards, samples, fields = _run_settings(args, cfg.resolution)
@@ -168,6 +185,7 @@ def _run_train_tokenizer(args: argparse.Namespace) -> int:
         args.out,
         sample_images_BCHW=samples,
         init=init,
+        grow_bits=args.grow_bits,
     )
     print(f"tokenizer saved to {Path(args.out) / 'tokenizer'}")
     return 0

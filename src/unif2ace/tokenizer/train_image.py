@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import write_text_atomic
 from ..errors import UserError
-from .autoencoder import LFQAutoencoder, TokenizerConfig
+from .autoencoder import LFQAutoencoder, TokenizerConfig, grow_codebook
 from .code_heads import HEADS_FILE, CodeAttributeHeads
 from .images import ImageStream, save_grid
 from .regions import region_map, region_weights
@@ -207,19 +207,22 @@ def save_checkpoint(
     shutil.rmtree(old, ignore_errors=True)
 
 
-def record_init(out: Path, init: str | Path, stage: str | None = None) -> None:
+def record_init(out: Path, init: str | Path, stage: str | None = None, grow_bits: int = 0) -> None:
     """Write ``out/init.json``: the tokenizer a fine-tune started from and, when that is a
     run's ``tokenizer/`` folder, the steps and wall time of that run (for the model card).
 
     ``stage="decoder"`` marks a stage-2 run (the decoder alone); the ``## Training`` section
     of ``init``'s own model card, when it has one (a shipped tokenizer), is kept with it, so
-    the new card can say how the codes it inherits were trained."""
+    the new card can say how the codes it inherits were trained. ``grow_bits`` records a
+    codebook grown from ``init``'s (its codes are then new ones)."""
     from .export import run_summary, training_section
 
     info = {"init": str(init), **run_summary(Path(init).parent)}
     if stage is not None:
         info["stage"] = stage
         info["init_training"] = training_section(Path(init))
+    if grow_bits:
+        info["grow_bits"] = grow_bits
     tmp = out / "init.json.tmp"
     tmp.write_text(json.dumps(info, indent=2) + "\n")
     tmp.replace(out / "init.json")
@@ -302,6 +305,7 @@ def train_tokenizer(
     stop_after: int | None = None,
     log: Callable[[str], None] = print,
     init: str | Path | None = None,
+    grow_bits: int = 0,
 ) -> LFQAutoencoder:
     """Train (or resume training of) an LFQ tokenizer; returns the model.
 
@@ -315,6 +319,8 @@ def train_tokenizer(
         stop_after: stop (after checkpointing) once this step is reached, as if killed.
         init: a tokenizer folder to start from (fine-tuning; its config replaces
             ``model_cfg``); ignored when resuming, since the checkpoint holds the weights.
+        grow_bits: with ``init``, add this many code bits to its codebook first
+            (:func:`~unif2ace.tokenizer.autoencoder.grow_codebook`); 0 = keep its codebook.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -324,9 +330,15 @@ def train_tokenizer(
         model_cfg = _resumed_config(ckpt, model_cfg, cfg, log)
     elif init is not None:
         start = LFQAutoencoder.from_pretrained(init)
+        if grow_bits:
+            start = grow_codebook(start, grow_bits, seed=cfg.seed)
         model_cfg = start.config
-        record_init(out, init)
+        record_init(out, init, grow_bits=grow_bits)
         log(f"starting from the weights of {init}")
+        if grow_bits:
+            log(f"codebook grown by {grow_bits} bits to {model_cfg.codebook_size} codes")
+    elif grow_bits:
+        raise UserError("--grow-bits needs --init: it grows a trained tokenizer's codebook")
     torch.manual_seed(cfg.seed)
     # channels_last: oneDNN's convolutions run a small-preset step (batch 16, 128 px, bf16)
     # 1.16x faster on these CPUs (benchmarks/bench_tokenizer_layout.py; the 32-px tiny preset
