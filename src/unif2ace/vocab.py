@@ -138,6 +138,30 @@ class VocabLayout:
     def is_text_id(self, ids: torch.Tensor) -> torch.Tensor:
         return (ids >= 0) & (ids < self.text_vocab_size)
 
+    # --- a grown codebook ------------------------------------------------------------------
+    def growth_bits(self, src: VocabLayout) -> int | None:
+        """``n`` when this layout is ``src`` with its codebook grown by ``n`` bits (same text
+        vocabulary, ``2^n`` times the codes: ``grow_codebook``'s tokenizers), else None."""
+        ratio, rest = divmod(self.codebook_size, src.codebook_size)
+        if self.text_vocab_size != src.text_vocab_size or rest or ratio < 2:
+            return None
+        n = ratio.bit_length() - 1
+        return n if ratio == 1 << n else None
+
+    def rows_from(self, src: VocabLayout) -> torch.Tensor:
+        """For each id of this layout, the id of ``src`` that stands for it when the codebook
+        grew by ``n`` bits: text and special ids map to themselves, code ``c`` to ``src``'s
+        code ``c >> n`` (the grown tokenizer's high bits are the old code). ``(size,)`` int64."""
+        n = self.growth_bits(src)
+        if n is None:
+            raise UserError(
+                f"layout (text {self.text_vocab_size}, codes {self.codebook_size}) is not "
+                f"(text {src.text_vocab_size}, codes {src.codebook_size}) with a grown codebook"
+            )
+        ids = torch.arange(self.size)
+        codes = self.ids_to_codes(ids[self.image_offset :]) >> n
+        return torch.cat([ids[: self.image_offset], src.codes_to_ids(codes)])
+
     # --- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {

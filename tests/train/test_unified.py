@@ -42,13 +42,14 @@ from unif2ace.train.task import (
     unified_loss,
 )
 from unif2ace.train.unified import (
+    build_initial_model,
     load_run_config,
     load_trained,
     prepare,
     read_checkpoint_config,
     train_model,
 )
-from unif2ace.vocab import Modality, Task
+from unif2ace.vocab import Modality, Task, VocabLayout
 
 
 @pytest.fixture(scope="module")
@@ -616,6 +617,49 @@ def test_warm_start_from_a_checkpoint_takes_its_weights(fx, tmp_path, monkeypatc
     bad = _cfg(fx, f"init.checkpoint={src}", f"data.text_tokenizer={other}")
     with pytest.raises(UserError, match="vocabulary layout"):
         train_model(bad, tmp_path / "bad", verbose=False)
+
+
+def test_warm_start_across_a_grown_codebook_keeps_the_old_predictions(fx, tmp_path):
+    """A model of a tokenizer grown by n bits (`train tokenizer --grow-bits`) warm-starts from
+    one of the old tokenizer: it reads code c as the old c >> n and gives each old code's
+    probability to its 2^n children evenly (old logit - n ln 2), text untouched."""
+    common = ("train.steps=2", "train.log_every=1", "train.ckpt_every=2")
+    train_model(_cfg(fx, *common, "train.optim.ema_decay=0.5"), tmp_path / "src", verbose=False)
+    old, src_layout, _ = load_trained(find_latest(tmp_path / "src"), ema=True)
+    layout = VocabLayout(src_layout.text_vocab_size, src_layout.codebook_size * 4)
+    assert layout.growth_bits(src_layout) == 2
+    cfg = _cfg(fx, f"init.checkpoint={tmp_path / 'src'}")
+    new = build_initial_model(cfg, layout).eval()
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, src_layout.codebook_size, (2, 16), generator=g)
+    low = torch.randint(0, 4, codes.shape, generator=g)
+    text = torch.randint(0, src_layout.text_vocab_size, (2, 5), generator=g)
+
+    def seq(lay, c):
+        head = torch.tensor([[lay.t2i_id, lay.bos_id]] * 2)
+        tail = torch.tensor([[lay.eos_id, lay.soi_id]] * 2)
+        ids = torch.cat([head, text, tail, lay.codes_to_ids(c)], 1)
+        mod = torch.full_like(ids, int(Modality.TEXT))
+        mod[:, -c.shape[1] :] = int(Modality.IMAGE)
+        return ids, mod
+
+    task = torch.full((2,), int(Task.T2I))
+    with torch.no_grad():
+        a = old(*seq(src_layout, codes), task, torch.full((2,), 0.5)).logits_BTV
+        b = new(*seq(layout, codes * 4 + low), task, torch.full((2,), 0.5)).logits_BTV
+    off = layout.image_offset
+    torch.testing.assert_close(b[..., :off], a[..., :off], rtol=1e-4, atol=1e-4)
+    want = a[..., off:].repeat_interleave(4, dim=-1) - 2 * math.log(2)
+    torch.testing.assert_close(b[..., off:], want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(UserError, match="grown codebook"):
+        layout.rows_from(VocabLayout(src_layout.text_vocab_size, 48))
+    assert (
+        VocabLayout(src_layout.text_vocab_size + 1, layout.codebook_size).growth_bits(src_layout)
+        is None
+    )
+    with pytest.raises(UserError, match="vocabulary layout"):
+        build_initial_model(cfg, VocabLayout(src_layout.text_vocab_size, 96))
 
 
 def test_warm_start_from_an_exported_q8_model_folder(fx, tmp_path):

@@ -236,7 +236,9 @@ def init_encoders(model, cfg: RunConfig) -> None:
 
 def init_from_checkpoint(model, cfg: RunConfig, layout: VocabLayout) -> None:
     """Warm start: the weights of ``cfg.init.checkpoint`` (EMA ones by default) into
-    ``model`` (in place); the model config and vocabulary layout must match."""
+    ``model`` (in place); the model config must match, and the vocabulary layout too, or be
+    the checkpoint's with the image codebook grown by ``n`` bits (``train tokenizer
+    --grow-bits``): then see :func:`_grow_image_rows`."""
     from ..pipeline import _resolve_folder
     from .checkpoint import EMA_FILE, MODEL_FILE, load_model_weights
 
@@ -249,18 +251,47 @@ def init_from_checkpoint(model, cfg: RunConfig, layout: VocabLayout) -> None:
         )
     folder = _resolve_folder(Path(cfg.init.checkpoint))
     src_cfg, src_layout = read_checkpoint_config(folder)
-    if src_layout != layout:
+    grown = src_layout != layout and layout.growth_bits(src_layout) is not None
+    if src_layout != layout and not grown:
         raise UserError(
             f"init.checkpoint {str(folder)!r} has another vocabulary layout than this run "
-            "(text or image tokenizer differ); warm-start from a model of the same tokenizers"
+            "(text or image tokenizer differ); warm-start from a model of the same tokenizers "
+            "(or of the image tokenizer this run's grew from, `train tokenizer --grow-bits`)"
         )
+    target = build_training_model(cfg.model, src_layout) if grown else model
     ema = weights != "model" and (folder / EMA_FILE).is_file()
-    load_model_weights(folder, model, file=EMA_FILE if ema else MODEL_FILE)
+    load_model_weights(folder, target, file=EMA_FILE if ema else MODEL_FILE)
     if weights == "ema-debiased":  # a fixed-decay run's average without its random start
         with torch.no_grad():
-            params = dict(model.named_parameters())
+            params = dict(target.named_parameters())
             for n, t in debiased_ema(folder).items():
                 params[n].copy_(t)
+    if grown:
+        model.load_state_dict(_grow_image_rows(target.state_dict(), src_layout, layout))
+
+
+def _grow_image_rows(
+    state: dict[str, torch.Tensor], src: VocabLayout, layout: VocabLayout
+) -> dict[str, torch.Tensor]:
+    """A model state of layout ``src`` as one of ``layout``, whose codebook is ``src``'s grown
+    by ``n`` bits: every vocabulary-sized tensor (token embeddings, output head) takes, for
+    code ``c``, the row of ``src``'s code ``c >> n``, and the output bias of the image codes
+    drops by ``n·ln 2``. The grown model then predicts for each old code the old
+    probability, shared evenly by its ``2^n`` new codes, and reads each new code as its
+    old one: where the grown tokenizer's high bits agree with the old codes, it starts where
+    the old model stood, at ``n·ln 2`` more cross-entropy until it learns the new bits."""
+    import math
+
+    rows = layout.rows_from(src)
+    n = layout.growth_bits(src)
+    out = {}
+    for name, t in state.items():
+        if t.ndim >= 1 and t.shape[0] == src.size:
+            t = t[rows].clone()
+            if name.endswith("lm_head.bias"):
+                t[layout.image_offset :] -= n * math.log(2)
+        out[name] = t
+    return out
 
 
 def _sample_rows(cfg: RunConfig, codes: dict[str, torch.Tensor]) -> list[dict]:
