@@ -158,3 +158,32 @@ def test_cli_fine_tunes_the_recipe_tokenizer(tiny_recipe, tmp_path):
     bad = main(["train", "tokenizer-decoder", "--tokenizer", str(tmp_path / "nothing"),
                 "--data", str(tiny_recipe / "data"), "--out", str(tmp_path / "x")])  # fmt: skip
     assert bad == 2
+
+
+def test_pixel_only_steps_skip_the_discriminator_without_changing_the_decoder(base):
+    """adv = fm = 0 never runs the discriminator; the decoder's update is the one a run with
+    the adversarial terms makes before ``disc_start`` (pixel losses alone), bit for bit."""
+    from unif2ace.tokenizer.train_decoder import (
+        _freeze_encoding_side,
+        _Trainable,
+        decoder_step,
+        make_optimizer,
+    )
+
+    folder, shards = base
+    images = ImageStream(shards, 16, 3, seed=0).next_batch()
+    decoders, discs = [], []
+    for cfg in (replace(CFG, adv_weight=0.0, fm_weight=0.0), replace(CFG, disc_start=5)):
+        torch.manual_seed(1)
+        tok = LFQAutoencoder.from_pretrained(folder)
+        _freeze_encoding_side(tok)
+        disc = PatchDiscriminator(3, cfg.disc_channels, cfg.disc_layers)
+        before = {k: v.clone() for k, v in disc.state_dict().items()}
+        opt = make_optimizer(_Trainable(tok, disc), cfg)
+        parts = decoder_step(tok, disc, opt, images, 0, cfg)
+        decoders.append(tok.decoder.state_dict())
+        moved = any(not torch.equal(before[k], v) for k, v in disc.state_dict().items())
+        discs.append((moved, parts["d_real"]))
+    for k, v in decoders[0].items():
+        assert torch.equal(v, decoders[1][k]), k
+    assert discs[0] == (False, 0.0) and discs[1][0]  # skipped vs trained

@@ -148,9 +148,13 @@ def decoder_step(
 ) -> dict[str, float]:
     """One decoder update then one discriminator update; returns the logged parts.
 
+    With ``adv_weight`` and ``fm_weight`` both 0 (a pixel-loss-only decoder fine-tune) the
+    discriminator is never run: it could not change the decoder's update.
+
     ``landmarks``: per image (or ``None``); with ``cfg.region_weight`` > 0 the pixel losses
     weigh the fine-attribute regions up, as in stage 1 (:func:`regions.region_weights`)."""
-    adversarial = step >= cfg.disc_start
+    uses_disc = cfg.adv_weight > 0 or cfg.fm_weight > 0
+    adversarial = uses_disc and step >= cfg.disc_start
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         z_q = tokenizer.quantizer(tokenizer.encoder(images_BCHW)).quantized_BDHW
     # decoder half-step (the discriminator gets no gradients)
@@ -175,6 +179,10 @@ def decoder_step(
     loss.backward()
     gnorm = torch.nn.utils.clip_grad_norm_(tokenizer.decoder.parameters(), cfg.grad_clip)
     opt.step()
+    parts = {"loss": float(loss.detach()), "l1": float(l1.detach()), "l2": float(l2.detach())}
+    parts |= {"g_adv": float(g_adv.detach()), "fm": float(fm.detach()), "grad_norm": float(gnorm)}
+    if not uses_disc:
+        return parts | {"d_real": 0.0, "d_fake": 0.0}
     # discriminator half-step (hinge loss; the decoder output is detached)
     disc.requires_grad_(True)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
@@ -186,16 +194,7 @@ def decoder_step(
     (d_real + d_fake).backward()
     torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
     opt.step()
-    return {
-        "loss": float(loss.detach()),
-        "l1": float(l1.detach()),
-        "l2": float(l2.detach()),
-        "g_adv": float(g_adv.detach()),
-        "fm": float(fm.detach()),
-        "d_real": float(d_real.detach()),
-        "d_fake": float(d_fake.detach()),
-        "grad_norm": float(gnorm),
-    }
+    return parts | {"d_real": float(d_real.detach()), "d_fake": float(d_fake.detach())}
 
 
 def train_decoder(
