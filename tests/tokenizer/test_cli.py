@@ -121,7 +121,7 @@ def test_grow_bits_fine_tunes_a_larger_codebook(tmp_path, capsys):
     init = tmp_path / "a" / "tokenizer"
     grown = [*base, "--out", str(tmp_path / "b"), "--steps", "2", "--init", str(init)]
     assert main([*grown, "--grow-bits", "1"]) == 0
-    assert "codebook grown by 1 bits to 128 codes" in capsys.readouterr().out
+    assert "codebook grown by 1 bit to 128 codes" in capsys.readouterr().out
     tok = LFQAutoencoder.from_pretrained(tmp_path / "b" / "tokenizer")
     assert tok.codebook_size == 2 * LFQAutoencoder.from_pretrained(init).codebook_size
     assert json.loads((tmp_path / "b" / "init.json").read_text())["grow_bits"] == 1

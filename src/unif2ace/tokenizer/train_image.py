@@ -336,7 +336,8 @@ def train_tokenizer(
         record_init(out, init, grow_bits=grow_bits)
         log(f"starting from the weights of {init}")
         if grow_bits:
-            log(f"codebook grown by {grow_bits} bits to {model_cfg.codebook_size} codes")
+            bits = f"{grow_bits} bit{'s' * (grow_bits > 1)}"
+            log(f"codebook grown by {bits} to {model_cfg.codebook_size} codes")
     elif grow_bits:
         raise UserError("--grow-bits needs --init: it grows a trained tokenizer's codebook")
     torch.manual_seed(cfg.seed)

@@ -258,7 +258,10 @@ def init_from_checkpoint(model, cfg: RunConfig, layout: VocabLayout) -> None:
             "(text or image tokenizer differ); warm-start from a model of the same tokenizers "
             "(or of the image tokenizer this run's grew from, `train tokenizer --grow-bits`)"
         )
-    target = build_training_model(cfg.model, src_layout) if grown else model
+    target = model
+    if grown:  # the old model's shape, built without touching the run's random stream
+        with torch.random.fork_rng(devices=[]):
+            target = build_training_model(cfg.model, src_layout)
     ema = weights != "model" and (folder / EMA_FILE).is_file()
     load_model_weights(folder, target, file=EMA_FILE if ema else MODEL_FILE)
     if weights == "ema-debiased":  # a fixed-decay run's average without its random start
